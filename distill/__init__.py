@@ -1,0 +1,1 @@
+"""distill: produce KoMiniLM backbones by MiniLM self-attention distillation, and benchmark them."""

@@ -1,0 +1,27 @@
+"""koembed: Korean sentence embeddings and retrieval on KoMiniLM.
+
+Heavy modules (torch, transformers, sentence-transformers, faiss) load on first use, so
+``import koembed`` and the CLI start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "KoMiniLMEncoder": "koembed.encoder",
+    "EncodeStats": "koembed.encoder",
+    "KoembedError": "koembed.errors",
+    "encode_file": "koembed.encode_file",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'koembed' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from koembed.cli import main
+
+sys.exit(main())

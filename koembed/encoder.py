@@ -1,0 +1,130 @@
+"""``KoMiniLMEncoder``: Korean text in, L2-normalised float32 vectors out, in input order."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from koembed.backends import load_backend
+from koembed.model_source import fingerprint, resolve_model
+from koembed.text import normalize as normalize_text
+
+# Below this many texts a progress bar is noise.
+PROGRESS_MIN_TEXTS = 1000
+
+
+@dataclass
+class EncodeStats:
+    """What the last ``encode`` call did; ``truncated`` counts texts cut to ``max_seq_length`` tokens."""
+
+    texts: int = 0
+    empty: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.texts / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, other: EncodeStats) -> None:
+        for k in ("texts", "empty", "truncated", "tokens", "seconds"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"texts_per_s": round(self.texts_per_s, 1)}
+
+
+class KoMiniLMEncoder:
+    """Encode Korean sentences with a KoMiniLM (or any BERT-style) sentence model.
+
+    ``model`` is a local folder or a Hugging Face Hub id, of a sentence-transformers model
+    (``modules.json``) or a bare BERT checkpoint (mean pooling is added). ``None`` takes the
+    embedded default. Text is NFC-normalised before tokenising; texts longer than
+    ``max_seq_length`` tokens are truncated and counted in :attr:`last_stats`.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        device: str | None = None,
+        max_seq_length: int | None = None,
+        normalize: bool = True,
+        backend: str = "torch",
+        **backend_options: Any,
+    ) -> None:
+        self.source = resolve_model(model)
+        self.model_name = self.source.name
+        self.normalize = normalize
+        self.backend_name = backend
+        self._backend = load_backend(backend, self.source, device=device, max_seq_length=max_seq_length,
+                                     **backend_options)
+        self.fingerprint = fingerprint(self.source.path, extra=f"kind={self.source.kind};normalize={normalize}")
+        self.last_stats = EncodeStats()
+
+    @property
+    def dim(self) -> int:
+        return self._backend.dim
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._backend.max_seq_length
+
+    def __repr__(self) -> str:
+        return (f"KoMiniLMEncoder(model={self.model_name!r}, dim={self.dim}, max_seq_length={self.max_seq_length}, "
+                f"backend={self.backend_name!r}, fingerprint={self.fingerprint[:12]})")
+
+    def encode(self, texts: Sequence[str] | str, batch_size: int = 64, show_progress: bool | None = None) -> np.ndarray:
+        """Return float32 ``(len(texts), dim)`` vectors, row i for ``texts[i]``.
+
+        Texts are sorted by token length so each batch pads little, then restored to input order.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of texts; wrap a single text as [text]")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        start = time.perf_counter()
+        clean = [normalize_text(t) for t in texts]
+        stats = EncodeStats(texts=len(clean), empty=sum(1 for t in clean if not t))
+        out = np.zeros((len(clean), self.dim), dtype=np.float32)
+        if clean:
+            lengths = self._backend.token_lengths(clean)
+            stats.truncated = int((lengths > self.max_seq_length).sum())
+            stats.tokens = int(np.minimum(lengths, self.max_seq_length).sum())
+            # Longest first: the peak-memory batch comes first, and the order is deterministic.
+            order = np.argsort(-lengths, kind="stable")
+            bar = _progress(len(clean), show_progress)
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                out[idx] = self._backend.embed([clean[i] for i in idx])
+                if bar is not None:
+                    bar.update(len(idx))
+            if bar is not None:
+                bar.close()
+            if self.normalize and not self._backend.normalizes:
+                out = l2_normalize(out)
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        return out
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation; all-zero rows stay zero instead of becoming NaN."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def _progress(total: int, show: bool | None):
+    if show is None:
+        show = total >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="text", desc="encode", file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,108 @@
+"""Resolve a model argument (None, a local folder, or a Hub id) to a local folder and its kind.
+
+Kinds: ``sentence-transformers`` (a folder with ``modules.json``) or ``bert`` (a bare Hugging Face
+encoder checkpoint such as ``BM-K/KoMiniLM``, to which mean pooling is added). Hub ids are
+downloaded (or taken from the local Hub cache) with ``huggingface_hub.snapshot_download``, so the
+same code path serves local folders and the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from koembed.errors import ModelNotFoundError
+
+PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_NAME = "kominilm-nano-sts"
+# Files that determine the vectors: weights, tokenizer, architecture and module configs.
+_FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+_FINGERPRINT_SKIP_DIRS = {"onnx", ".cache", "runs", "eval"}
+_FINGERPRINT_SKIP_FILES = {"README.md", "koembed_train_config.json", "eval_results.json", "trainer_state.json"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str  # what the user asked for (Hub id or path), recorded in index manifests
+    path: Path  # local folder holding the files
+    kind: str  # "sentence-transformers" or "bert"
+
+
+def default_model() -> str:
+    """The model used when none is given: ``$KOEMBED_MODEL`` or the one shipped in the package."""
+    return os.environ.get("KOEMBED_MODEL") or str(PACKAGE_MODELS / DEFAULT_MODEL_NAME)
+
+
+def resolve_model(model: str | os.PathLike | None = None) -> ModelSource:
+    """Find ``model`` locally or on the Hub; raise :class:`ModelNotFoundError` naming what was tried."""
+    name = str(model) if model is not None else default_model()
+    tried: list[str] = []
+    local = Path(name).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ModelNotFoundError(f"model {name!r}: {local} is a file, expected a model folder")
+        return ModelSource(name=name, path=local.resolve(), kind=_kind(local, name))
+    tried.append(f"local folder {local.resolve()} (does not exist)")
+    if _looks_like_hub_id(name):
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(name))
+            return ModelSource(name=name, path=path, kind=_kind(path, name))
+        except Exception as exc:  # noqa: BLE001 - any Hub failure means "not found here"
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            tried.append(f"Hugging Face Hub id {name!r} ({reason})")
+    else:
+        tried.append(f"Hub id {name!r} (not a valid 'owner/name' id)")
+    if model is None:
+        tried.append("the embedded default model is not installed: pass --model / model=... (a path or Hub id)")
+    raise ModelNotFoundError(f"model {name!r} not found; tried: " + "; ".join(tried))
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") and " " not in p for p in parts)
+
+
+def _kind(path: Path, name: str) -> str:
+    if (path / "modules.json").is_file():
+        return "sentence-transformers"
+    if (path / "config.json").is_file():
+        return "bert"
+    raise ModelNotFoundError(
+        f"model {name!r}: {path} has neither modules.json (sentence-transformers) nor config.json (Hugging Face)"
+    )
+
+
+def fingerprint(path: str | Path, extra: str = "") -> str:
+    """A stable hex digest of the files that determine a model's vectors, plus ``extra`` settings.
+
+    Hashes file *contents* in sorted relative-path order (weights, tokenizer, configs, module
+    configs); model cards, caches and training logs are skipped, so copying or re-documenting a
+    model keeps its fingerprint while any weight change alters it. Needs no torch import.
+    """
+    root = Path(path)
+    h = hashlib.blake2b(digest_size=16)
+    for f in sorted(_fingerprint_files(root)):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _fingerprint_files(root: Path) -> list[Path]:
+    out = []
+    for f in root.rglob("*"):
+        rel = f.relative_to(root)
+        if not f.is_file() or any(part in _FINGERPRINT_SKIP_DIRS or part.startswith("checkpoint-") for part in rel.parts[:-1]):
+            continue
+        if f.name in _FINGERPRINT_SKIP_FILES or not f.name.endswith(_FINGERPRINT_SUFFIXES):
+            continue
+        out.append(f)
+    return out

@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny Korean model built offline once per test run, and the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_TEXTS = REPO / "examples" / "texts.txt"
+
+
+def _shared_data() -> Path:
+    from koembed.paths import data_dir
+
+    return data_dir()
+
+
+def tokenizer_corpus() -> list[str]:
+    """KorSTS train sentences when the shared data is present, else the example texts written for this repo."""
+    korsts = _shared_data() / "korsts" / "sts-train.tsv"
+    lines = EXAMPLE_TEXTS.read_text(encoding="utf-8").splitlines()
+    if korsts.is_file():
+        for row in korsts.read_text(encoding="utf-8").splitlines()[1:]:
+            cols = row.split("\t")
+            if len(cols) == 7:
+                lines += [cols[5], cols[6]]
+    return lines
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real Korean data (``../shared/data``); tests that need it skip when it is absent."""
+    d = _shared_data()
+    if not d.is_dir():
+        pytest.skip(f"shared Korean data not found at {d} (set KOEMBED_DATA_DIR to run this test)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare 2-layer BERT (hidden 64) with a WordPiece tokenizer trained on Korean text."""
+    import torch
+
+    from distill.tiny import build_tiny_bert
+
+    torch.set_num_threads(1)
+    return build_tiny_bert(tokenizer_corpus(), tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_st_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny BERT wrapped as a sentence-transformers folder (Transformer -> mean Pooling -> Normalize)."""
+    from distill.tiny import wrap_as_sentence_transformer
+
+    return wrap_as_sentence_transformer(tiny_bert_dir, tmp_path_factory.mktemp("tiny-st") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_st_dir: Path):
+    from koembed import KoMiniLMEncoder
+
+    return KoMiniLMEncoder(str(tiny_st_dir))
