@@ -100,7 +100,8 @@ def _fingerprint_files(root: Path) -> list[Path]:
     out = []
     for f in root.rglob("*"):
         rel = f.relative_to(root)
-        if not f.is_file() or any(part in _FINGERPRINT_SKIP_DIRS or part.startswith("checkpoint-") for part in rel.parts[:-1]):
+        skipped_dir = any(p in _FINGERPRINT_SKIP_DIRS or p.startswith("checkpoint-") for p in rel.parts[:-1])
+        if skipped_dir or not f.is_file():
             continue
         if f.name in _FINGERPRINT_SKIP_FILES or not f.name.endswith(_FINGERPRINT_SUFFIXES):
             continue
