@@ -30,6 +30,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise InputError(f"{target}: cannot write to {folder} ({exc.strerror})") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the result the permissions a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         with tmp.open("rb+") as fh:

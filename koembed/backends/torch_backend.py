@@ -14,13 +14,22 @@ def build_sentence_transformer(source: ModelSource, device: str | None = None):
     """A ``SentenceTransformer`` for ``source``: loaded as is, or Transformer -> mean Pooling for a bare BERT."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers.utils import logging as hf_logging
 
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
-    if source.kind == "sentence-transformers":
-        return SentenceTransformer(str(source.path), device=device or "cpu")
-    transformer = Transformer(str(source.path))
-    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
-    return SentenceTransformer(modules=[transformer, pooling], device=device or "cpu")
+    # transformers draws a "Loading weights" bar on stderr for every load: noise between our own
+    # progress bar and summary. Silence it for this load only, leaving the user's setting alone.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        if source.kind == "sentence-transformers":
+            return SentenceTransformer(str(source.path), device=device or "cpu")
+        transformer = Transformer(str(source.path))
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+        return SentenceTransformer(modules=[transformer, pooling], device=device or "cpu")
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
 
 
 class TorchBackend:

@@ -1,0 +1,220 @@
+"""A streamed, packed, sharded token stream for pretraining: corpus files or Hub datasets -> fixed-length segments.
+
+Sources are read one record at a time (:func:`koembed.corpus.iter_records` for txt/jsonl/tsv/csv/
+parquet files; ``datasets.load_dataset(..., streaming=True)`` for a Hub name such as ``owner/name`` or
+``hf:name[:config][@split]``), tokenised in small batches with the teacher's fast tokenizer, joined
+with ``[SEP]`` and cut into segments ``[CLS] tokens... [SEP]`` of exactly ``max_length`` tokens; the
+stream loops over the sources (epochs) for as long as training asks, so no segment is ever padded
+and nothing is held in memory beyond one tokenised batch.
+
+Sharding: every process walks the same global stream and keeps its own rows of each global batch,
+so the global batch (and the loss) does not depend on the number of processes, and a run may
+resume on a different number of processes. The price is that each process tokenises the whole
+stream; tokenisation runs on a background thread (the Rust tokenizer releases the GIL).
+
+Exact resume: each batch carries the :class:`StreamState` after it (source, records consumed,
+pending tokens); a checkpoint stores it and :class:`PackedStream` restarts from it, skipping records
+without tokenising them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import queue
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koembed.errors import InputError
+
+TOKENIZE_BATCH = 256
+_HUB_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
+_CHUNK = 8 << 20
+
+
+@dataclass
+class StreamState:
+    epoch: int = 0
+    source: int = 0  # index of the source being read
+    record: int = 0  # records of that source already tokenised into ``pending``
+    pending: list[int] = field(default_factory=list)  # tokens not yet placed in a segment
+    segments: int = 0  # global segments produced so far
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StreamState:
+        return cls(**d)
+
+
+def is_hub_source(source: str) -> bool:
+    return not Path(source).exists() and (source.startswith("hf:") or bool(_HUB_NAME.match(source)))
+
+
+def check_sources(sources: list[str], text_field: str = "text") -> None:
+    """Fail before training on a missing, empty or non-UTF-8 corpus file, naming the file and line."""
+    from koembed.corpus import detect_format, iter_records
+
+    if not sources:
+        raise InputError("no corpus given; pass --corpus PATH [PATH...]")
+    for src in sources:
+        if is_hub_source(src):
+            continue
+        path = Path(src)
+        if not path.is_file():
+            raise InputError(f"{src}: no such corpus file (or a Hub dataset name like owner/name or hf:name)")
+        fmt = detect_format(path)
+        if fmt != "parquet":
+            _check_utf8(path)
+        if next(iter_records(path, text_field=text_field), None) is None:
+            raise InputError(f"{src}: the corpus file has no non-empty document; give a file with text")
+
+
+def _check_utf8(path: Path) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line = lines + exc.object[: exc.start].count(b"\n") + 1
+                raise InputError(f"{path}: line {line}: not valid UTF-8 ({exc.reason}); re-encode the file as "
+                                 "UTF-8 (e.g. iconv -f cp949 -t utf-8)") from None
+            lines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: line {lines + 1}: not valid UTF-8 (truncated character at the end)") from None
+
+
+def iter_source_texts(source: str, text_field: str = "text", skip: int = 0) -> Iterator[str]:
+    """The texts of one source after its first ``skip`` records."""
+    if is_hub_source(source):
+        yield from _hub_texts(source, text_field, skip)
+        return
+    from koembed.corpus import iter_records
+
+    for i, rec in enumerate(iter_records(source, text_field=text_field)):
+        if i >= skip:
+            yield rec.text
+
+
+def _hub_texts(source: str, text_field: str, skip: int) -> Iterator[str]:
+    from datasets import load_dataset
+
+    from koembed.text import normalize
+
+    spec = source.removeprefix("hf:")
+    spec, _, split = spec.partition("@")
+    name, _, config = spec.partition(":")
+    try:
+        ds = load_dataset(name, config or None, split=split or "train", streaming=True)
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a bad name or no network
+        raise InputError(f"{source}: cannot stream the Hub dataset ({str(exc).splitlines()[0][:160]})") from None
+    if skip:
+        ds = ds.skip(skip)
+    for row in ds:
+        text = row.get(text_field)
+        if not isinstance(text, str):
+            raise InputError(f"{source}: rows have no string field {text_field!r}; pass --text-field")
+        text = normalize(text)
+        if text:
+            yield text
+
+
+class PackedStream:
+    """Iterate ``(input_ids, attention_mask, state)`` micro-batches of this process's rows, forever."""
+
+    def __init__(self, sources: list[str], tokenizer: Any, max_length: int = 128, batch_size: int = 8,
+                 rank: int = 0, world_size: int = 1, text_field: str = "text", state: StreamState | None = None):
+        if max_length < 8:
+            raise InputError(f"--max-length {max_length} is too short; use at least 8 (128 is usual)")
+        self.sources = list(sources)
+        self.tok = tokenizer.backend_tokenizer
+        self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.max_length = max_length
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.text_field = text_field
+        self.state = state or StreamState()
+
+    def _segments(self) -> Iterator[tuple[list[int], StreamState]]:
+        st = StreamState.from_dict(self.state.to_dict())
+        body = self.max_length - 2
+        pending = list(st.pending)
+        while True:
+            texts = iter_source_texts(self.sources[st.source], self.text_field, skip=st.record)
+            produced = False
+            while True:
+                batch = list(itertools.islice(texts, TOKENIZE_BATCH))
+                if not batch:
+                    break
+                produced = True
+                for enc in self.tok.encode_batch(batch, add_special_tokens=False):
+                    pending.extend(enc.ids)
+                    pending.append(self.sep_id)
+                st.record += len(batch)
+                while len(pending) >= body:
+                    seg, pending = pending[:body], pending[body:]
+                    st.segments += 1
+                    st.pending = pending
+                    yield [self.cls_id, *seg, self.sep_id], st
+            if not produced and st.record == 0:
+                raise InputError(f"{self.sources[st.source]}: no documents to read")
+            st.source, st.record = st.source + 1, 0
+            if st.source == len(self.sources):
+                st.source, st.epoch = 0, st.epoch + 1
+
+    def __iter__(self) -> Iterator[tuple[Any, Any, StreamState]]:
+        import torch
+
+        global_batch = self.batch_size * self.world_size
+        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
+        rows: list[list[int]] = []
+        for seg, st in self._segments():
+            rows.append(seg)
+            if len(rows) == global_batch:
+                ids = torch.tensor(rows[lo:hi], dtype=torch.long)
+                snapshot = StreamState.from_dict({**st.to_dict(), "pending": list(st.pending)})
+                yield ids, torch.ones_like(ids), snapshot
+                rows = []
+
+
+def prefetch(iterable: Iterator, depth: int = 4) -> Iterator:
+    """Run ``iterable`` on a daemon thread, ``depth`` items ahead; its exceptions re-raise here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()

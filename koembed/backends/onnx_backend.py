@@ -1,0 +1,165 @@
+"""ONNX Runtime backends: ``onnx`` (fp32) and ``onnx-int8``, on CPU, without torch at inference time.
+
+On first use the model is exported (encoder + pooling + normalisation in one graph) and, for int8,
+quantised; both are cached by model fingerprint (see :mod:`koembed.onnx_cache`). Inference then needs
+only ``onnxruntime``, ``tokenizers`` and numpy: texts are tokenised in one batched Rust call, sorted by
+length and cut into sub-batches padded only to their own longest text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from koembed.errors import KoembedError, MissingExtraError
+from koembed.model_source import ModelSource
+from koembed.onnx_cache import artefact_dir, discard, ensure_artefact
+from koembed.onnx_pipeline import PipelineSpec, read_pipeline
+
+# Sub-batch size inside one ``embed`` call: ORT on CPU gains little per text past this, and smaller
+# sub-batches keep padding low when lengths vary (see docs/benchmarks.md, ## Encoding).
+DEFAULT_SUB_BATCH = 32
+THREADS_ENV = "KOEMBED_THREADS"
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingExtraError(
+            "the onnx backends need onnxruntime: pip install 'koembed[onnx]' (or use --backend torch)"
+        ) from None
+    return onnxruntime
+
+
+def default_threads() -> int:
+    """``$KOEMBED_THREADS`` or the CPUs this process may run on."""
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise KoembedError(f"{THREADS_ENV}={env!r} is not a whole number of threads") from None
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class OnnxBackend:
+    """fp32 ONNX Runtime backend; ``threads`` sets ``intra_op_num_threads`` (default: all usable CPUs)."""
+
+    variant = "fp32"
+
+    def __init__(
+        self,
+        source: ModelSource,
+        device: str | None = None,
+        max_seq_length: int | None = None,
+        threads: int | None = None,
+        sub_batch: int = DEFAULT_SUB_BATCH,
+    ) -> None:
+        if device not in (None, "cpu"):
+            raise KoembedError(f"the onnx backends run on CPU only (got device={device!r}); use --backend torch")
+        ort = import_onnxruntime()
+        from tokenizers import Tokenizer
+
+        self.spec: PipelineSpec = read_pipeline(source)
+        self.dim = self.spec.dim
+        self.normalizes = self.spec.normalize
+        self.max_seq_length = int(max_seq_length or self.spec.max_seq_length)
+        self.threads = int(threads or default_threads())
+        self.sub_batch = max(1, int(sub_batch))
+        self.folder, self.manifest = self._artefact(source)
+        self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self._session = self._open_session(ort, source)
+        self._inputs = list(self.manifest["inputs"])
+
+    def _artefact(self, source: ModelSource) -> tuple[Path, dict[str, Any]]:
+        folder = artefact_dir(source, "fp32")
+        return folder, ensure_artefact(folder, lambda tmp: self._export(source, tmp))
+
+    def _export(self, source: ModelSource, tmp: Path) -> dict[str, Any]:
+        from koembed.onnx_export import export_model
+
+        fields = export_model(source, self.spec, tmp)
+        return fields | {"variant": "fp32", "model": source.name, "pipeline": self.spec.as_dict()}
+
+    def _open_session(self, ort, source: ModelSource):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        path = self.folder / self.manifest.get("file", "model.onnx")
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file; rebuild it once
+            discard(self.folder)
+            self.folder, self.manifest = self._artefact(source)
+            path = self.folder / self.manifest.get("file", "model.onnx")
+            try:
+                return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001
+                raise KoembedError(f"cannot load ONNX model {path} ({exc}); use --backend torch") from None
+
+    def _prepare(self, texts: list[str]) -> list[str]:
+        return [t.lower() for t in texts] if self.spec.do_lower_case else texts
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        self._tokenizer.no_truncation()
+        encodings = self._tokenizer.encode_batch(self._prepare(list(texts)), add_special_tokens=True)
+        return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        self._tokenizer.enable_truncation(max_length=self.max_seq_length)
+        encodings = self._tokenizer.encode_batch(self._prepare(list(texts)), add_special_tokens=True)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
+        for s in range(0, len(order), self.sub_batch):
+            idx = order[s : s + self.sub_batch]
+            out[idx] = self._run([encodings[i] for i in idx], int(lengths[idx].max()))
+        return out
+
+    def _run(self, encodings: list, width: int) -> np.ndarray:
+        ids = np.full((len(encodings), width), self.manifest["pad_id"], dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        return self._session.run(["sentence_embedding"], feed)[0]
+
+
+class OnnxInt8Backend(OnnxBackend):
+    """int8 weights and activations where it is safe (see :mod:`koembed.quantize`), fp32 elsewhere."""
+
+    variant = "int8"
+
+    def __init__(self, source: ModelSource, *args: Any, quantization: str | None = None, **kwargs: Any) -> None:
+        from koembed.quantize import QuantConfig
+
+        self.quant = QuantConfig.named(quantization)
+        super().__init__(source, *args, **kwargs)
+
+    def _artefact(self, source: ModelSource) -> tuple[Path, dict[str, Any]]:
+        fp32_folder, fp32_manifest = super()._artefact(source)
+        folder = artefact_dir(source, f"int8-{self.quant.key()}")
+
+        def build(tmp: Path) -> dict[str, Any]:
+            from koembed.quantize import quantize_model
+
+            fields = quantize_model(fp32_folder, tmp, self.quant, fp32_manifest)
+            return fp32_manifest | fields | {"variant": "int8"}
+
+        return folder, ensure_artefact(folder, build)

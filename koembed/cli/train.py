@@ -1,0 +1,119 @@
+"""``koembed train`` (NLI then STS on SentenceTransformerTrainer) and ``koembed eval`` (STS / retrieval tasks)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from koembed.cli.app import app
+from koembed.errors import InputError
+from koembed.train import LOCAL_NLI_FILES, STAGES, TrainConfig
+
+_D = TrainConfig()
+
+
+@app.command("train")
+def train_cmd(
+    output: str = typer.Option(..., "-o", "--output", help="Output folder (a sentence-transformers model)."),
+    base: str | None = typer.Option(None, "--base", help=f"Base model: Hub id or folder (default: {_D.base_model})."),
+    stages: str | None = typer.Option(None, "--stages", help=f"Comma-separated, from {', '.join(STAGES)} "
+                                      "(default: nli,sts)."),
+    epochs: float | None = typer.Option(None, "--epochs", help=f"Epochs per stage (default: nli {_D.nli.epochs:g}, "
+                                        f"sts {_D.sts.epochs:g})."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Batch size for every stage "
+                                          f"(default: nli {_D.nli.batch_size}, sts {_D.sts.batch_size})."),
+    lr: float | None = typer.Option(None, "--lr",
+                                    help=f"Learning rate (default: nli {_D.nli.lr:g}, sts {_D.sts.lr:g})."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop each stage after N steps (overrides epochs)."),
+    max_train_samples: int | None = typer.Option(None, "--max-train-samples", min=1,
+                                                 help="Use at most N examples per data source (seeded sample)."),
+    eval_steps: int | None = typer.Option(None, "--eval-steps", min=0,
+                                          help="KorSTS dev score every N steps; 0 = end only "
+                                          f"(default: {_D.eval_steps})."),
+    save_steps: int | None = typer.Option(None, "--save-steps", min=1,
+                                          help=f"Checkpoint every N steps (default: {_D.save_steps})."),
+    seed: int | None = typer.Option(None, "--seed", help=f"Random seed (default: {_D.seed})."),
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", min=8,
+                                              help=f"Truncate to N tokens (default: {_D.max_seq_length})."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Folder that relative data paths are taken from "
+                                        "(default: $KOEMBED_DATA_DIR or ../shared/data)."),
+    nli_files: list[str] | None = typer.Option(
+        None, "--nli-files", help="NLI-stage data, repeatable: FORMAT:PATH or PATH (kornli TSV, klue-nli JSON, "
+        f"parakqc, question-pair, hub:NAME) (default: {' '.join(LOCAL_NLI_FILES)})."),
+    sts_files: list[str] | None = typer.Option(None, "--sts-files", help="STS-stage data, repeatable "
+                                               "(default: korsts/sts-train.tsv)."),
+    sts_loss: str | None = typer.Option(None, "--sts-loss", help="cosent or cosine (default: cosent)."),
+    cached_mnrl: bool = typer.Option(False, "--cached-mnrl", help="GradCache MNRL: large NLI batches, small memory."),
+    mini_batch_size: int | None = typer.Option(None, "--mini-batch-size", min=1,
+                                                 help="GradCache mini-batch (default 32)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
+    config: str | None = typer.Option(None, "--config", help="Start from a TrainConfig JSON; flags override it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same -o folder."),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep OUT/checkpoints when done."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."),
+) -> None:
+    """Train a sentence-embedding model: NLI (MultipleNegativesRankingLoss) then KorSTS (CoSENT)."""
+    from koembed.train import train
+
+    cfg = TrainConfig.load(config) if config else TrainConfig()
+    top = {"base_model": base, "max_seq_length": max_seq_length, "seed": seed, "eval_steps": eval_steps,
+           "save_steps": save_steps, "data_dir": data_dir, "nli_files": nli_files or None,
+           "sts_files": sts_files or None, "sts_loss": sts_loss, "mini_batch_size": mini_batch_size,
+           "device": device}
+    for key, value in top.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    cfg.output_dir, cfg.resume, cfg.quiet, cfg.keep_checkpoints = output, resume, quiet, keep_checkpoints
+    cfg.cached_mnrl = cfg.cached_mnrl or cached_mnrl
+    if stages is not None:
+        cfg.stages = [s.strip() for s in stages.split(",") if s.strip()]
+    per_stage = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_steps": max_steps,
+                 "max_train_samples": max_train_samples}
+    for stage in STAGES:
+        for key, value in per_stage.items():
+            if value is not None:
+                setattr(getattr(cfg, stage), key, value)
+    out = train(cfg)
+    results = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
+    if not quiet:
+        for task, s in results.get("scores", {}).items():
+            print(f"{task}: Spearman {s['spearman']:.2f}  Pearson {s['pearson']:.2f}  (n={s['n']})", file=sys.stderr)
+    print(out)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Argument(..., help="Model folder or Hub id."),
+    task: list[str] = typer.Option(["korsts"], "--task", "-t", help="korsts (test), korsts-dev, klue-sts, "
+                                   "korquad-retrieval; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+    output: str | None = typer.Option(None, "-o", "--output", help="Also write the results to this JSON file."),
+    max_samples: int | None = typer.Option(None, "--max-samples", min=1, help="First N pairs / queries only."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data folder (default: ../shared/data)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cpu)."),
+) -> None:
+    """Evaluate MODEL: Spearman/Pearson x100 on STS tasks, Recall@k / MRR@10 / nDCG@10 on retrieval."""
+    from koembed.encoder import KoMiniLMEncoder
+    from koembed.evaluate import find_task, run_task, save_results
+
+    specs = [find_task(t) for t in task]  # fail on a typo before loading the model
+    if not specs:
+        raise InputError("give at least one --task")
+    encoder = KoMiniLMEncoder(model, device=device)
+    results = {}
+    for spec in specs:
+        r = run_task(encoder, spec.name, data_dir=data_dir, max_samples=max_samples, batch_size=batch_size)
+        results[spec.name] = r | {"model": model}
+    if output:
+        save_results(results, output)
+    if as_json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    for name, r in results.items():
+        metrics = {k: v for k, v in r.items() if isinstance(v, float) and k != "seconds"}
+        shown = "  ".join(f"{k} {v:.2f}" if k in ("spearman", "pearson") else f"{k} {v:.4f}"
+                          for k, v in metrics.items())
+        print(f"{name}: {shown}")

@@ -1,0 +1,277 @@
+"""Streaming document readers: one :class:`Record` (id, text, metadata) at a time, in constant memory.
+
+Formats, chosen by suffix or ``fmt=``:
+
+- ``txt``: a line a document; id = the 1-based line number; empty lines are skipped and counted.
+- ``jsonl``: one JSON object a line with ``id``, ``text`` and an optional ``metadata`` object (field
+  names configurable). A missing id becomes the line number.
+- ``tsv`` / ``csv``: a header row, then one document a row. The text and id columns are chosen by name;
+  a ``metadata`` column holding a JSON object is parsed, otherwise the remaining columns become the
+  metadata (as strings). A missing id column gives the 1-based data-row number. TSV is read with
+  ``QUOTE_NONE`` because Korean TSVs (NSMC, KorSTS) contain unbalanced quotes.
+- ``parquet``: read one record batch at a time (never the whole file); columns as for tables, with
+  their native types.
+
+Every text goes through :func:`koembed.text.normalize`. A bad record (malformed JSON, missing or
+non-string text, non-object metadata) raises an :class:`InputError` naming the file and line, or with
+``skip_bad=True`` is skipped and counted in :class:`CorpusStats`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koembed.errors import InputError
+from koembed.text import LineStats, iter_lines, normalize
+
+FORMATS = ("txt", "jsonl", "tsv", "csv", "parquet")
+_SUFFIXES = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".csv": "csv",
+             ".parquet": "parquet", ".pq": "parquet"}
+# Bad locations kept for the report; the count keeps going.
+MAX_BAD_LOCATIONS = 5
+PARQUET_BATCH_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    line: int  # 1-based line (txt/jsonl/tsv/csv: physical line where the record ends) or row (parquet)
+
+
+@dataclass
+class CorpusStats:
+    """What a reader saw; filled while iterating."""
+
+    read: int = 0  # records yielded
+    empty: int = 0  # records skipped because their text was empty after normalisation
+    bad: int = 0  # records skipped with skip_bad=True
+    replaced: int = 0  # lines with undecodable bytes replaced (errors="replace")
+    bad_locations: list[str] = field(default_factory=list)
+
+    def note_bad(self, where: str) -> None:
+        self.bad += 1
+        if len(self.bad_locations) < MAX_BAD_LOCATIONS:
+            self.bad_locations.append(where)
+
+    def summary(self) -> str:
+        parts = [f"{self.read} documents read", f"{self.empty} empty skipped"]
+        if self.bad:
+            parts.append(f"{self.bad} bad skipped (first: {'; '.join(self.bad_locations)})")
+        if self.replaced:
+            parts.append(f"{self.replaced} lines with undecodable bytes replaced")
+        return ", ".join(parts)
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    """``fmt`` if given, else the format named by the file suffix; stdin (``-``) defaults to txt."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise InputError(f"unknown input format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+        return fmt
+    if str(path) == "-":
+        return "txt"
+    found = _SUFFIXES.get(Path(path).suffix.lower())
+    if found is None:
+        raise InputError(f"{path}: cannot tell the format from the suffix {Path(path).suffix!r}; "
+                         f"use one of {', '.join(sorted(_SUFFIXES))} or pass the format explicitly")
+    return found
+
+
+def iter_records(
+    path: str | Path,
+    *,
+    text_field: str = "text",
+    id_field: str = "id",
+    metadata_field: str = "metadata",
+    fmt: str | None = None,
+    errors: str = "strict",
+    skip_bad: bool = False,
+    stats: CorpusStats | None = None,
+) -> Iterator[Record]:
+    """Yield the non-empty documents of ``path`` in file order; see the module docstring for formats."""
+    fmt = detect_format(path, fmt)
+    stats = stats if stats is not None else CorpusStats()
+    name = "<stdin>" if str(path) == "-" else str(path)
+    if fmt == "parquet":
+        if str(path) == "-":
+            raise InputError("parquet input cannot be read from stdin; pass a file path")
+        yield from _parquet(Path(path), text_field, id_field, metadata_field, skip_bad, stats)
+        return
+    line_stats = LineStats()
+    lines = iter_lines(path, errors=errors, stats=line_stats)
+    try:
+        if fmt == "txt":
+            gen = _txt(lines, stats)
+        elif fmt == "jsonl":
+            gen = _jsonl(lines, name, text_field, id_field, metadata_field, skip_bad, stats)
+        else:
+            gen = _table(lines, name, fmt, text_field, id_field, metadata_field, skip_bad, stats)
+        yield from gen
+    finally:
+        stats.replaced = line_stats.replaced
+
+
+class _Bad(Exception):
+    """A record-level problem: fatal, or skipped and counted with skip_bad."""
+
+
+def _emit(stats: CorpusStats, id_: str, text: Any, metadata: dict[str, Any], line: int) -> Record | None:
+    clean = normalize(text)
+    if not clean:
+        stats.empty += 1
+        return None
+    stats.read += 1
+    return Record(id=id_, text=clean, metadata=metadata, line=line)
+
+
+def _txt(lines: Iterator[str], stats: CorpusStats) -> Iterator[Record]:
+    for lineno, line in enumerate(lines, start=1):
+        rec = _emit(stats, str(lineno), line, {}, lineno)
+        if rec is not None:
+            yield rec
+
+
+def _handle_bad(exc: _Bad, where: str, skip_bad: bool, stats: CorpusStats) -> None:
+    if not skip_bad:
+        raise InputError(f"{where}: {exc}; fix the record or pass --skip-bad to skip and count such records") from None
+    stats.note_bad(where)
+
+
+def _jsonl(lines: Iterator[str], name: str, text_field: str, id_field: str, metadata_field: str,
+           skip_bad: bool, stats: CorpusStats) -> Iterator[Record]:
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            stats.empty += 1
+            continue
+        try:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _Bad(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise _Bad(f"expected a JSON object, got {type(obj).__name__}")
+            text = obj.get(text_field)
+            if not isinstance(text, str):
+                what = "missing" if text is None else f"not a string ({type(text).__name__})"
+                raise _Bad(f"text field {text_field!r} is {what}")
+            metadata = _metadata_object(obj.get(metadata_field), metadata_field)
+            id_ = _id_value(obj.get(id_field), id_field, lineno)
+        except _Bad as exc:
+            _handle_bad(exc, f"{name}: line {lineno}", skip_bad, stats)
+            continue
+        rec = _emit(stats, id_, text, metadata, lineno)
+        if rec is not None:
+            yield rec
+
+
+def _id_value(value: Any, id_field: str, fallback: int) -> str:
+    if value is None:
+        return str(fallback)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _Bad(f"id field {id_field!r} must be a string or number, got {type(value).__name__}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    id_ = normalize(str(value))
+    if not id_:
+        raise _Bad(f"id field {id_field!r} is empty")
+    return id_
+
+
+def _metadata_object(value: Any, metadata_field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise _Bad(f"metadata field {metadata_field!r} is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise _Bad(f"metadata field {metadata_field!r} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _table(lines: Iterator[str], name: str, fmt: str, text_field: str, id_field: str, metadata_field: str,
+           skip_bad: bool, stats: CorpusStats) -> Iterator[Record]:
+    if fmt == "tsv":
+        reader = csv.reader((line + "\n" for line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(line + "\n" for line in lines)
+    header = next(reader, None)
+    if header is None:
+        return
+    header = [normalize(h) for h in header]
+    cols = _columns(header, name, text_field, id_field, metadata_field)
+    text_i, id_i, meta_i = cols
+    rest = [(i, h) for i, h in enumerate(header) if i not in cols]
+    for row_no, row in enumerate(reader, start=1):
+        lineno = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            stats.empty += 1
+            continue
+        try:
+            if len(row) != len(header):
+                raise _Bad(f"{len(row)} columns, the header has {len(header)}")
+            metadata = (_metadata_object(row[meta_i], metadata_field) if meta_i is not None
+                        else {h: row[i] for i, h in rest})
+            id_ = _id_value(row[id_i] if id_i is not None else None, id_field, row_no)
+        except _Bad as exc:
+            _handle_bad(exc, f"{name}: line {lineno}", skip_bad, stats)
+            continue
+        rec = _emit(stats, id_, row[text_i], metadata, lineno)
+        if rec is not None:
+            yield rec
+
+
+def _columns(header: list[str], name: str, text_field: str, id_field: str,
+             metadata_field: str) -> tuple[int, int | None, int | None]:
+    if text_field not in header:
+        raise InputError(f"{name}: no text column {text_field!r} in the header (columns: {', '.join(header)}); "
+                         "choose one with --text-field")
+    idx = {h: i for i, h in enumerate(header)}
+    return idx[text_field], idx.get(id_field), idx.get(metadata_field)
+
+
+def _parquet(path: Path, text_field: str, id_field: str, metadata_field: str, skip_bad: bool,
+             stats: CorpusStats) -> Iterator[Record]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a core dependency
+        from koembed.errors import MissingExtraError
+
+        raise MissingExtraError("reading .parquet needs pyarrow: pip install pyarrow") from None
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a non-parquet file
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
+    header = list(pf.schema_arrow.names)
+    text_i, id_i, meta_i = _columns(header, str(path), text_field, id_field, metadata_field)
+    rest = [h for i, h in enumerate(header) if i not in (text_i, id_i, meta_i)]
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        columns = {h: batch.column(h).to_pylist() for h in header}
+        for j in range(batch.num_rows):
+            row_no += 1
+            try:
+                text = columns[text_field][j]
+                if not isinstance(text, str):
+                    what = "missing" if text is None else f"not a string ({type(text).__name__})"
+                    raise _Bad(f"text column {text_field!r} is {what}")
+                metadata = (_metadata_object(columns[metadata_field][j], metadata_field) if meta_i is not None
+                            else {h: columns[h][j] for h in rest})
+                id_ = _id_value(columns[id_field][j] if id_i is not None else None, id_field, row_no)
+            except _Bad as exc:
+                _handle_bad(exc, f"{path}: row {row_no}", skip_bad, stats)
+                continue
+            rec = _emit(stats, id_, text, metadata, row_no)
+            if rec is not None:
+                yield rec
+        del columns

@@ -1,0 +1,241 @@
+"""Index types: the ``auto`` rule, aliases, FAISS factory strings, training sizes and search parameters.
+
+Every index measures cosine similarity as the inner product of L2-normalised vectors. The FAISS ids
+of an index are koembed's row ids: IVF indexes take ids natively, every other type is wrapped in
+``IndexIDMap2`` (which also gives ``reconstruct`` by id). Types whose FAISS class cannot delete
+(HNSW) get tombstones instead; see :mod:`koembed.index`.
+
+The ``auto`` rule (documented in docs/index.md), for ``n`` expected vectors of dimension ``d`` and a
+memory budget ``B`` (half the machine's RAM unless given):
+
+- ``n <= 100,000`` and ``4*n*d <= B``: ``Flat`` (exact; a batch of queries is one BLAS product).
+- otherwise ``nlist`` = the power of two nearest ``4*sqrt(n)`` (at least 64, at most ``n/39``), and
+  - ``IVF{nlist},Flat`` if the float vectors fit (``4*n*d <= B``),
+  - ``IVF{nlist},SQ8`` if one byte a dimension fits (``n*d <= B``),
+  - ``IVF{nlist},PQ{m}`` otherwise, with ``m`` about ``d/4`` sub-quantisers of 8 bits.
+
+HNSW is never chosen automatically: on CPU it builds an order of magnitude slower than IVF, cannot
+be memory-mapped and cannot delete; ask for it with ``--index-type hnsw`` when query latency matters
+most.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from koembed.errors import InputError
+
+EXACT_MAX = 100_000
+DEFAULT_HNSW_M = 32
+DEFAULT_EF_SEARCH = 128
+DEFAULT_EF_CONSTRUCTION = 80
+# nprobe default as a fraction of nlist: tuned on clustered vectors (examples/benchmarks/index.py).
+NPROBE_FRACTION = 1 / 32
+MIN_NPROBE = 8
+TRAIN_PER_LIST = 50
+TRAIN_MAX = 200_000
+PQ_TRAIN_MIN = 10_000  # 8-bit PQ codebooks want ~39 x 256 points
+
+ALIASES = ("auto", "flat", "hnsw", "ivf", "ivfsq", "ivfpq")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A resolved index type: the FAISS factory string and the search parameters used by default."""
+
+    factory: str
+    search_defaults: dict[str, int] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def nlist(self) -> int | None:
+        m = re.search(r"IVF(\d+)", self.factory)
+        return int(m.group(1)) if m else None
+
+    @property
+    def is_hnsw(self) -> bool:
+        return self.factory.startswith("HNSW") or ",HNSW" in self.factory
+
+    def train_size(self) -> int:
+        """How many vectors training wants (0 = no training)."""
+        need = 0
+        if self.nlist:
+            need = TRAIN_PER_LIST * self.nlist
+        if re.search(r"PQ\d+", self.factory):
+            need = max(need, PQ_TRAIN_MIN)
+        if need == 0 and re.search(r"(SQ\d|OPQ|PCA|LSH)", self.factory):
+            need = PQ_TRAIN_MIN
+        return min(need, TRAIN_MAX)
+
+    def min_train(self) -> int:
+        """The fewest training vectors FAISS accepts for this type."""
+        return max(self.nlist or 1, 256 if re.search(r"PQ\d+", self.factory) else 1)
+
+
+def memory_budget() -> int:
+    """Half the machine's physical memory, in bytes (the default budget of the ``auto`` rule)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def choose_nlist(n: int) -> int:
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 2 ** round(math.log2(target))
+    return int(max(64, min(nlist, 65536, max(64, n // 39))))
+
+
+def default_nprobe(nlist: int) -> int:
+    return int(min(nlist, max(MIN_NPROBE, round(nlist * NPROBE_FRACTION))))
+
+
+def pq_m(dim: int) -> int:
+    """About ``dim/4`` sub-quantisers, a divisor of ``dim``."""
+    target = max(1, dim // 4)
+    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+    return min(divisors, key=lambda m: (abs(m - target), -m))
+
+
+def _ivf(factory_tail: str, n: int, dim: int, reason: str) -> IndexSpec:
+    nlist = choose_nlist(n)
+    tail = factory_tail.format(m=pq_m(dim))
+    return IndexSpec(f"IVF{nlist},{tail}", {"nprobe": default_nprobe(nlist)}, reason)
+
+
+def resolve_spec(index_type: str, n: int, dim: int, budget: int | None = None) -> IndexSpec:
+    """Turn ``auto``, an alias or a FAISS factory string into an :class:`IndexSpec` for ``n`` vectors."""
+    budget = memory_budget() if budget is None else budget
+    kind = index_type.strip()
+    low = kind.lower()
+    if low == "auto":
+        if n <= EXACT_MAX and 4 * n * dim <= budget:
+            return IndexSpec("Flat", {}, f"auto: {n} vectors <= {EXACT_MAX}, exact search")
+        if 4 * n * dim <= budget:
+            return _ivf("Flat", n, dim, f"auto: {n} vectors > {EXACT_MAX}, float vectors fit in memory")
+        if n * dim <= budget:
+            return _ivf("SQ8", n, dim, "auto: float vectors exceed the memory budget, 8-bit scalar quantiser fits")
+        return _ivf("PQ{m}", n, dim, "auto: even 8-bit codes exceed the memory budget, product quantiser")
+    if low == "flat":
+        return IndexSpec("Flat", {}, "requested")
+    if low == "hnsw":
+        return IndexSpec(f"HNSW{DEFAULT_HNSW_M}", {"efSearch": DEFAULT_EF_SEARCH}, "requested")
+    if low == "ivf":
+        return _ivf("Flat", n, dim, "requested")
+    if low == "ivfsq":
+        return _ivf("SQ8", n, dim, "requested")
+    if low == "ivfpq":
+        return _ivf("PQ{m}", n, dim, "requested")
+    return factory_spec(kind, dim)
+
+
+def factory_spec(factory: str, dim: int) -> IndexSpec:
+    """Validate a FAISS factory string (by building it) and attach default search parameters."""
+    import faiss
+
+    if "IDMap" in factory:
+        raise InputError(f"index type {factory!r}: leave out IDMap, koembed manages ids itself")
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "rejected"
+        raise InputError(f"index type {factory!r} is not a valid FAISS factory string for dimension {dim} "
+                         f"({first}); use auto, flat, hnsw, ivf, ivfsq, ivfpq or e.g. 'IVF1024,Flat'") from None
+    defaults: dict[str, int] = {}
+    try:
+        ivf = faiss.extract_index_ivf(index)
+        defaults["nprobe"] = default_nprobe(ivf.nlist)
+    except RuntimeError:
+        pass
+    if re.search(r"HNSW\d+", factory):
+        defaults["efSearch"] = DEFAULT_EF_SEARCH
+    return IndexSpec(factory, defaults, "requested")
+
+
+def new_faiss_index(spec: IndexSpec, dim: int) -> Any:
+    """An empty FAISS index for ``spec`` whose ids are koembed row ids."""
+    import faiss
+
+    index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+    hnsw = _hnsw_of(index)
+    if hnsw is not None:
+        hnsw.efConstruction = max(hnsw.efConstruction, DEFAULT_EF_CONSTRUCTION)
+    if _ivf_of(index) is None:
+        index = faiss.IndexIDMap2(index)
+    return index
+
+
+def _ivf_of(index: Any) -> Any:
+    import faiss
+
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def _hnsw_of(index: Any) -> Any:
+    import faiss
+
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
+        index = faiss.downcast_index(index.index)
+    return getattr(index, "hnsw", None)
+
+
+def can_remove(index: Any) -> bool:
+    """Whether the FAISS index deletes ids itself (else koembed keeps tombstones)."""
+    import numpy as np
+
+    try:
+        index.remove_ids(np.zeros(0, dtype=np.int64))
+        return True
+    except RuntimeError:
+        return False
+
+
+def search_params(index: Any, *, nprobe: int | None = None, ef_search: int | None = None, sel: Any = None) -> Any:
+    """FAISS search parameters (nprobe / efSearch / an id selector) for ``index``, or None if none apply."""
+    import faiss
+
+    inner = faiss.downcast_index(index)
+    pre = None
+    if isinstance(inner, faiss.IndexIDMap2 | faiss.IndexIDMap):
+        inner = faiss.downcast_index(inner.index)
+    if isinstance(inner, faiss.IndexPreTransform):
+        pre = faiss.SearchParametersPreTransform()
+        inner = faiss.downcast_index(inner.index)
+    if _ivf_of(inner) is not None:
+        params = faiss.SearchParametersIVF()
+        if nprobe:
+            params.nprobe = int(nprobe)
+        else:
+            params.nprobe = int(_ivf_of(inner).nprobe)
+    elif getattr(inner, "hnsw", None) is not None:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = int(ef_search or inner.hnsw.efSearch)
+    else:
+        if sel is None:
+            return None
+        params = faiss.SearchParameters()
+    if sel is not None:
+        params.sel = sel
+    if pre is not None:
+        pre.index_params = params
+        pre._keep = params  # the SWIG object does not own index_params
+        return pre
+    return params
+
+
+def apply_search_defaults(index: Any, defaults: dict[str, int]) -> None:
+    """Set the stored default nprobe / efSearch on a loaded index."""
+    ivf = _ivf_of(index)
+    if ivf is not None and "nprobe" in defaults:
+        ivf.nprobe = int(defaults["nprobe"])
+    hnsw = _hnsw_of(index)
+    if hnsw is not None and "efSearch" in defaults:
+        hnsw.efSearch = int(defaults["efSearch"])

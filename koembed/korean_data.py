@@ -1,0 +1,397 @@
+"""Readers for Korean sentence-pair and QA data in their original formats.
+
+Every reader takes a file path and an optional :class:`RowReport`. Malformed rows (wrong column
+count, unparsable score, unknown label, empty sentence) are skipped and recorded with file and
+line, so a run never crashes on one bad row and never drops rows silently: call
+``report.summary()`` (or ``report.raise_if_empty()``) after reading.
+
+Formats (all UTF-8; a BOM is tolerated):
+
+- KorNLUDatasets KorSTS TSV ``genre filename year id score sentence1 sentence2`` with a header.
+  Rows contain bare double quotes, so quoting is disabled.
+- KorNLUDatasets KorNLI TSV ``sentence1 sentence2 gold_label`` with a header (xnli dev/test and the
+  full ``snli_1.0_train.ko.tsv`` / ``multinli.train.ko.tsv``).
+- KLUE STS / NLI v1.1 JSON lists.
+- songys Question_pair: ``kor_pair_train.csv`` / ``kor_Pair_test.csv`` (quoted CSV) and
+  ``train.txt`` / ``validation.txt`` / ``test.txt`` (TSV). Upstream ``is_duplicate`` is 0 for *the same*
+  question and 1 for different ones; readers here return ``label`` 1 = same meaning.
+- paraKQC ``paraKQC_v1.txt``: ``type<TAB>subtype<TAB>sentence``, 1,000 consecutive sets of 10 paraphrases.
+- KorQuAD 1.0 JSON (SQuAD v1.1 layout).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koembed.errors import InputError
+from koembed.text import iter_lines, normalize
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+PARAKQC_SET_SIZE = 10
+
+
+@dataclass
+class BadRow:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class FileCounts:
+    read: int = 0
+    kept: int = 0
+    bad: int = 0
+
+
+@dataclass
+class RowReport:
+    """Per-file row counts and the malformed rows that were skipped (shared across readers)."""
+
+    files: dict[str, FileCounts] = field(default_factory=dict)
+    bad_rows: list[BadRow] = field(default_factory=list)
+    max_kept_examples: int = 1000  # bad rows beyond this are counted but not listed
+
+    def _counts(self, file: str) -> FileCounts:
+        return self.files.setdefault(file, FileCounts())
+
+    def read(self, file: str) -> None:
+        self._counts(file).read += 1
+
+    def kept(self, file: str) -> None:
+        self._counts(file).kept += 1
+
+    def bad(self, file: str, line: int, reason: str) -> None:
+        self._counts(file).bad += 1
+        if len(self.bad_rows) < self.max_kept_examples:
+            self.bad_rows.append(BadRow(file, line, reason))
+
+    @property
+    def total_bad(self) -> int:
+        return sum(c.bad for c in self.files.values())
+
+    def summary(self) -> str:
+        """One line per file: rows read/kept/bad, and the first bad rows of that file."""
+        lines = []
+        for name, c in self.files.items():
+            line = f"{name}: {c.read} rows read, {c.kept} kept, {c.bad} malformed"
+            examples = [b for b in self.bad_rows if b.file == name][:3]
+            if examples:
+                line += " (e.g. " + "; ".join(f"line {b.line}: {b.reason}" for b in examples) + ")"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def raise_if_empty(self, file: str | Path) -> None:
+        c = self.files.get(str(file))
+        if c is not None and c.read and not c.kept:
+            raise InputError(f"{file}: none of its {c.read} rows could be used; {self.summary().splitlines()[-1]}")
+
+
+def _report(report: RowReport | None) -> RowReport:
+    return report if report is not None else RowReport()
+
+
+def _check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file" + (" (it is a directory)" if p.is_dir() else ""))
+    return p
+
+
+def _tsv_rows(path: Path, skip_header: bool) -> Iterator[tuple[int, list[str]]]:
+    """(line number, columns) for a tab-separated file read with quoting disabled; blank lines skipped."""
+    for lineno, line in enumerate(iter_lines(path, errors="replace"), start=1):
+        if skip_header and lineno == 1:
+            continue
+        if not line.strip():
+            continue
+        yield lineno, next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def _pair(report: RowReport, name: str, lineno: int, s1: str, s2: str) -> tuple[str, str] | None:
+    a, b = normalize(s1), normalize(s2)
+    if not a or not b:
+        report.bad(name, lineno, f"empty sentence{'1' if not a else '2'}")
+        return None
+    return a, b
+
+
+def _parse_score(report: RowReport, name: str, lineno: int, raw: Any, lo: float = 0.0, hi: float = 5.0) -> float | None:
+    try:
+        score = float(raw)
+    except (TypeError, ValueError):
+        report.bad(name, lineno, f"score {raw!r} is not a number")
+        return None
+    if math.isnan(score) or not lo <= score <= hi:
+        report.bad(name, lineno, f"score {raw!r} outside [{lo:g}, {hi:g}]")
+        return None
+    return score
+
+
+def read_korsts(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """KorSTS TSV -> ``[{"sentence1", "sentence2", "score" (0..5), "line"}]``."""
+    p, report = _check_file(path), _report(report)
+    name, out = str(p), []
+    for lineno, cols in _tsv_rows(p, skip_header=True):
+        report.read(name)
+        if len(cols) != 7:
+            report.bad(name, lineno, f"expected 7 tab-separated columns, found {len(cols)}")
+            continue
+        score = _parse_score(report, name, lineno, cols[4])
+        pair = _pair(report, name, lineno, cols[5], cols[6]) if score is not None else None
+        if pair is None:
+            continue
+        out.append({"sentence1": pair[0], "sentence2": pair[1], "score": score, "line": lineno})
+        report.kept(name)
+    return out
+
+
+def read_kornli(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """KorNLI TSV -> ``[{"sentence1", "sentence2", "label" in NLI_LABELS, "line"}]``."""
+    p, report = _check_file(path), _report(report)
+    name, out = str(p), []
+    for lineno, cols in _tsv_rows(p, skip_header=True):
+        report.read(name)
+        if len(cols) != 3:
+            report.bad(name, lineno, f"expected 3 tab-separated columns, found {len(cols)}")
+            continue
+        label = cols[2].strip()
+        if label not in NLI_LABELS:
+            report.bad(name, lineno, f"unknown gold_label {label!r} (expected one of {', '.join(NLI_LABELS)})")
+            continue
+        pair = _pair(report, name, lineno, cols[0], cols[1])
+        if pair is None:
+            continue
+        out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": lineno})
+        report.kept(name)
+    return out
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start}); convert it to UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+
+
+def _json_list(path: Path) -> list:
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of examples (KLUE v1.1 format), found {type(data).__name__}")
+    return data
+
+
+def read_klue_sts(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """KLUE STS JSON -> ``[{"sentence1", "sentence2", "score" (labels.label, 0..5), "line" (1-based item)}]``."""
+    p, report = _check_file(path), _report(report)
+    name, out = str(p), []
+    for i, item in enumerate(_json_list(p), start=1):
+        report.read(name)
+        if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
+            report.bad(name, i, "item has no 'labels' object")
+            continue
+        score = _parse_score(report, name, i, item["labels"].get("label"))
+        pair = _pair(report, name, i, str(item.get("sentence1") or ""), str(item.get("sentence2") or "")) \
+            if score is not None else None
+        if pair is None:
+            continue
+        out.append({"sentence1": pair[0], "sentence2": pair[1], "score": score, "line": i})
+        report.kept(name)
+    return out
+
+
+def read_klue_nli(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """KLUE NLI JSON (premise/hypothesis/gold_label) -> ``[{"sentence1", "sentence2", "label", "line"}]``."""
+    p, report = _check_file(path), _report(report)
+    name, out = str(p), []
+    for i, item in enumerate(_json_list(p), start=1):
+        report.read(name)
+        if not isinstance(item, dict):
+            report.bad(name, i, "item is not an object")
+            continue
+        label = str(item.get("gold_label") or "")
+        if label not in NLI_LABELS:
+            report.bad(name, i, f"unknown gold_label {label!r}")
+            continue
+        pair = _pair(report, name, i, str(item.get("premise") or ""), str(item.get("hypothesis") or ""))
+        if pair is None:
+            continue
+        out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": i})
+        report.kept(name)
+    return out
+
+
+def _is_dup_to_label(raw: str) -> int | None:
+    # Upstream convention: is_duplicate 0 = same question, 1 = different question.
+    return {"0": 1, "1": 0}.get(raw.strip())
+
+
+def read_question_pair(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """songys Question_pair (CSV or TXT layout) -> ``[{"sentence1", "sentence2", "label" (1 = same), "line"}]``."""
+    p, report = _check_file(path), _report(report)
+    rows = _question_pair_csv(p) if p.suffix.lower() == ".csv" else _question_pair_txt(p)
+    name, out = str(p), []
+    for lineno, cols, error in rows:
+        report.read(name)
+        if error:
+            report.bad(name, lineno, error)
+            continue
+        label = _is_dup_to_label(cols[2])
+        if label is None:
+            report.bad(name, lineno, f"is_duplicate {cols[2]!r} is not 0 or 1")
+            continue
+        pair = _pair(report, name, lineno, cols[0], cols[1])
+        if pair is None:
+            continue
+        out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": lineno})
+        report.kept(name)
+    return out
+
+
+_QP_ROW = tuple[int, list[str], str | None]  # (line, [question1, question2, is_duplicate], error)
+
+
+def _question_pair_txt(p: Path) -> Iterator[_QP_ROW]:
+    for lineno, cols in _tsv_rows(p, skip_header=False):
+        if lineno == 1 and cols[-1:] == ["is_duplicate"]:
+            continue
+        error = None if len(cols) == 3 else f"expected 3 tab-separated columns, found {len(cols)}"
+        yield lineno, cols, error
+
+
+def _question_pair_csv(p: Path) -> Iterator[_QP_ROW]:
+    # The train and test CSVs differ in their leading id columns (and a trailing empty one): go by header names.
+    with p.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None) or []
+        try:
+            idx = [header.index(c) for c in ("question1", "question2", "is_duplicate")]
+        except ValueError:
+            raise InputError(f"{p}: header must name question1, question2 and is_duplicate, found {header}") from None
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                yield reader.line_num, row, f"expected {len(header)} comma-separated columns, found {len(row)}"
+            else:
+                yield reader.line_num, [row[i] for i in idx], None
+
+
+def read_parakqc(path: str | Path, report: RowReport | None = None, as_pairs: bool = False) -> list:
+    """paraKQC -> groups ``[{"set", "sentences": [...10], "line"}]``, or positive pairs with ``as_pairs``.
+
+    Sets are 10 consecutive lines. Pairs join the first sentence of each set to each other one
+    (``{"sentence1", "sentence2", "label": 1, "line"}``), 9 per set, so a set contributes no more
+    than a duplicate-free batch can hold.
+    """
+    p, report = _check_file(path), _report(report)
+    name = str(p)
+    groups: list[dict] = []
+    for lineno, cols in _tsv_rows(p, skip_header=False):
+        report.read(name)
+        set_id = (lineno - 1) // PARAKQC_SET_SIZE
+        if len(cols) != 3:
+            report.bad(name, lineno, f"expected 3 tab-separated columns (type, subtype, sentence), found {len(cols)}")
+            continue
+        text = normalize(cols[2])
+        if not text:
+            report.bad(name, lineno, "empty sentence")
+            continue
+        if not groups or groups[-1]["set"] != set_id:
+            groups.append({"set": set_id, "sentences": [], "line": lineno})
+        groups[-1]["sentences"].append(text)
+        report.kept(name)
+    if not as_pairs:
+        return groups
+    return [
+        {"sentence1": g["sentences"][0], "sentence2": s, "label": 1, "line": g["line"]}
+        for g in groups
+        for s in g["sentences"][1:]
+    ]
+
+
+def read_korquad(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """KorQuAD 1.0 JSON -> one dict per question: ``id``, ``title``, ``context``, ``question``, ``answers``.
+
+    ``line`` is the question's 1-based position in the file (JSON has no useful line numbers).
+    """
+    p, report = _check_file(path), _report(report)
+    data = _load_json(p)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise InputError(f"{p}: expected KorQuAD/SQuAD JSON with a top-level 'data' list")
+    name, out, n = str(p), [], 0
+    for article in data["data"]:
+        title = str(article.get("title", "")) if isinstance(article, dict) else ""
+        for para in article.get("paragraphs", []) if isinstance(article, dict) else []:
+            context = normalize(str(para.get("context") or ""))
+            for qa in para.get("qas", []):
+                n += 1
+                report.read(name)
+                question = normalize(str(qa.get("question") or ""))
+                if not context or not question:
+                    report.bad(name, n, f"question {qa.get('id')!r}: empty {'context' if not context else 'question'}")
+                    continue
+                answers = [
+                    {"text": str(a.get("text", "")), "answer_start": int(a.get("answer_start", -1))}
+                    for a in qa.get("answers", [])
+                    if isinstance(a, dict)
+                ]
+                out.append({"id": str(qa.get("id", n)), "title": title, "context": context,
+                            "question": question, "answers": answers, "line": n})
+                report.kept(name)
+    return out
+
+
+def load_pairs_from_hub(
+    name: str, split: str = "train", config: str | None = None, columns: tuple[str, str] | None = None,
+    label_column: str | None = None, report: RowReport | None = None,
+) -> list[dict]:
+    """Load a Hub dataset with ``datasets.load_dataset`` and return ``sentence1``/``sentence2`` dicts.
+
+    ``columns`` names the two text columns (default: the first of ``sentence1/sentence2``,
+    ``premise/hypothesis``, ``anchor/positive``, ``question1/question2`` present); ``label_column``
+    (``label``, ``score``, ``gold_label`` by default if present) is copied as ``label``.
+    """
+    report = _report(report)
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(name, config, split=split)
+    except Exception as exc:  # noqa: BLE001 - offline, missing or gated: one message for all
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"Hub dataset {name!r} (split {split!r}) could not be loaded: {reason}; "
+            "check the name and your network, or pass local files instead"
+        ) from None
+    cols = ds.column_names
+    if columns is None:
+        candidates = [("sentence1", "sentence2"), ("premise", "hypothesis"), ("anchor", "positive"),
+                      ("question1", "question2")]
+        columns = next((c for c in candidates if set(c) <= set(cols)), None)
+        if columns is None:
+            raise InputError(f"Hub dataset {name!r}: cannot tell the text columns among {cols}; pass columns=(a, b)")
+    if label_column is None:
+        label_column = next((c for c in ("label", "score", "gold_label") if c in cols), None)
+    src, out = f"hub:{name}/{split}", []
+    for i, row in enumerate(ds, start=1):
+        report.read(src)
+        pair = _pair(report, src, i, str(row[columns[0]] or ""), str(row[columns[1]] or ""))
+        if pair is None:
+            continue
+        item = {"sentence1": pair[0], "sentence2": pair[1], "line": i}
+        if label_column:
+            item["label"] = row[label_column]
+        out.append(item)
+        report.kept(src)
+    return out

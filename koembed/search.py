@@ -1,0 +1,176 @@
+"""Search an index: queries (texts or vectors) in, ranked hits (id, score, text, metadata) out.
+
+All queries go to FAISS in one batch call. A metadata filter is resolved to the matching row ids in
+SQLite and handed to FAISS as an id selector, so the k results are the best *matching* documents
+rather than a post-filtered remainder. Approximate types widen their search in proportion to how
+selective the filter is, and when few documents match (``EXACT_FILTER_MAX``) the search becomes
+exhaustive over them (IVF probes every list; HNSW scores the matching vectors directly), so a
+rare filter value never loses results to the approximation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from koembed.errors import InputError
+from koembed.index import Index
+from koembed.index_types import search_params
+
+EXACT_FILTER_MAX = 10_000
+MAX_EF_SEARCH = 4096
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float  # cosine similarity
+    text: str
+    metadata: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_encoder_for(index: Index, model: str | None = None, backend: str | None = None, *,
+                     allow_model_mismatch: bool = False, device: str | None = None):
+    """The encoder that made ``index`` (the manifest's model and backend) unless ``model``/``backend`` override."""
+    from koembed.encoder import KoMiniLMEncoder
+
+    info = index.manifest["model"]
+    name = model or info.get("name")
+    if not name:
+        raise InputError(f"{index.directory}: the index was built from vectors without a model name; "
+                         "pass a model (--model) or search with vectors")
+    encoder = KoMiniLMEncoder(name, device=device, backend=backend or info.get("backend") or "torch")
+    index.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch, name=encoder.model_name)
+    return encoder
+
+
+def search(
+    index: Index | str | os.PathLike,
+    queries: list[str] | np.ndarray,
+    k: int = 10,
+    filter: dict[str, Any] | None = None,
+    encoder: Any = None,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+    *,
+    allow_model_mismatch: bool = False,
+    batch_size: int = 64,
+) -> list[list[Hit]]:
+    """Return, for each query, up to ``k`` hits sorted by decreasing cosine similarity.
+
+    ``index`` is an open :class:`Index` or a directory (opened read-only for this call). Text queries
+    are encoded with ``encoder`` or, if None, with the model named in the index manifest; its
+    fingerprint must match the index's unless ``allow_model_mismatch``. ``filter`` keeps documents
+    whose metadata equals every ``key: value`` (a list value matches any of its items).
+    """
+    if k < 1:
+        raise InputError(f"k must be >= 1, got {k}")
+    owned = not isinstance(index, Index)
+    idx = Index.open(index) if owned else index
+    try:
+        vectors = _query_vectors(idx, queries, encoder, allow_model_mismatch, batch_size)
+        scores, row_ids = search_vectors(idx, vectors, k, filter=filter, ef_search=ef_search, nprobe=nprobe)
+        docs = idx.store.fetch(int(r) for r in np.unique(row_ids) if r >= 0)
+        out = []
+        for srow, rrow in zip(scores, row_ids, strict=True):
+            hits = []
+            for s, r in zip(srow, rrow, strict=True):
+                doc = docs.get(int(r))
+                if doc is not None:
+                    hits.append(Hit(id=doc[0], score=float(s), text=doc[1], metadata=doc[2]))
+            out.append(hits)
+        return out
+    finally:
+        if owned:
+            idx.close()
+
+
+def _query_vectors(idx: Index, queries: Any, encoder: Any, allow_model_mismatch: bool, batch_size: int) -> np.ndarray:
+    if isinstance(queries, np.ndarray):
+        if queries.size == 0:
+            raise InputError("no queries given; pass at least one query")
+        return queries
+    if isinstance(queries, str):
+        queries = [queries]
+    queries = list(queries)
+    from koembed.text import normalize
+
+    if not queries or not any(normalize(q) for q in queries):
+        raise InputError("no queries given (all empty); pass at least one non-empty query")
+    empty = [i + 1 for i, q in enumerate(queries) if not normalize(q)]
+    if empty:
+        raise InputError(f"query {empty[0]} is empty; remove empty queries")
+    if encoder is None:
+        encoder = load_encoder_for(idx, allow_model_mismatch=allow_model_mismatch)
+    else:
+        idx.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch,
+                        name=getattr(encoder, "model_name", None))
+    return encoder.encode(queries, batch_size=batch_size)
+
+
+def search_vectors(idx: Index, queries: np.ndarray, k: int, *, filter: dict[str, Any] | None = None,
+                   ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS-level search: ``(scores, row_ids)`` arrays of shape ``(n, k')``, row id -1 for no hit."""
+    import faiss
+
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != idx.dim:
+        from koembed.errors import IndexRefusedError
+
+        raise IndexRefusedError(f"{idx.directory}: query vectors of dimension {q.shape[-1]} do not match the "
+                                f"index's {idx.dim}; use the index's model")
+    q = np.ascontiguousarray(q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+    n_live = idx.count if (filter or len(idx.tombstones())) else int(idx.faiss.ntotal)
+    empty = (np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64))
+    if n_live == 0:
+        return empty
+    nlist = idx.spec.nlist
+    base_nprobe = nprobe or idx.spec.search_defaults.get("nprobe")
+    base_ef = ef_search or idx.spec.search_defaults.get("efSearch")
+    keep: list[Any] = []  # SWIG selectors must outlive the search call
+    sel = None
+    if filter:
+        match = idx.store.filter_row_ids(filter)
+        if len(match) == 0:
+            return empty
+        n_live = len(match)
+        if idx.spec.is_hnsw and len(match) <= EXACT_FILTER_MAX:
+            return _exact_subset(idx, q, match, min(k, n_live))
+        sel = faiss.IDSelectorBatch(match)
+        keep.append(sel)
+        widen = int(idx.faiss.ntotal) / len(match)  # how much rarer matching documents are
+        if nlist and base_nprobe:
+            base_nprobe = nlist if len(match) <= EXACT_FILTER_MAX else min(nlist, math.ceil(base_nprobe * widen))
+        if base_ef:
+            base_ef = min(MAX_EF_SEARCH, math.ceil(base_ef * widen))
+    elif len(idx.tombstones()):
+        inner = faiss.IDSelectorBatch(idx.tombstones())
+        sel = faiss.IDSelectorNot(inner)
+        keep += [inner, sel]
+    params = search_params(idx.faiss, nprobe=base_nprobe, ef_search=base_ef, sel=sel)
+    kk = min(k, n_live)
+    if params is None:
+        scores, ids = idx.faiss.search(q, kk)
+    else:
+        scores, ids = idx.faiss.search(q, kk, params=params)
+    return scores, ids
+
+
+def _exact_subset(idx: Index, q: np.ndarray, row_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Score ``q`` against the stored vectors of ``row_ids`` exactly (HNSW keeps the full vectors)."""
+    vecs = idx.faiss.reconstruct_batch(row_ids)
+    sims = q @ vecs.T
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(sims.shape[1]),
+                                                                                           (len(q), 1))
+    top_s = np.take_along_axis(sims, top, axis=1)
+    order = np.argsort(-top_s, axis=1, kind="stable")
+    return np.take_along_axis(top_s, order, axis=1), row_ids[np.take_along_axis(top, order, axis=1)]

@@ -1,0 +1,175 @@
+"""The document store of an index: a SQLite file mapping external string ids to FAISS int64 row ids.
+
+Each document row holds the row id (the id its vector has in FAISS), the user's string id, the text
+and the metadata as a JSON object. A ``state`` table holds the index manifest as of the last commit,
+so that one SQLite transaction commits the documents and the description of the FAISS file they go
+with: SQLite is the commit point of an index (see :mod:`koembed.index`). The rollback-journal mode
+(``journal_mode=DELETE``, ``synchronous=FULL``) keeps each commit atomic and, unlike WAL, leaves the
+database a single self-contained file after every commit, so its checksum in the manifest is stable.
+
+Row ids are never reused: ``next_row_id`` only grows, so a stale vector can never be mistaken for a
+newer document. Tombstones record row ids removed from the store whose vectors are still in a FAISS
+index that cannot delete (HNSW); search skips them and ``compact`` drops them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from koembed.errors import IndexRefusedError, InputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    row_id INTEGER PRIMARY KEY,
+    ext_id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (row_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# SQLite's limit on bound parameters is 32766 in modern builds; stay well below it.
+_BATCH = 900
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str:
+    """Canonical JSON for metadata (sorted keys, UTF-8 kept), so equal metadata compares equal as text."""
+    return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class DocStore:
+    """A SQLite document store; writes happen inside :meth:`begin` ... :meth:`commit`."""
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                # immutable=1 would skip hot-journal recovery; mode=ro still performs it when it can.
+                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.executescript(_SCHEMA)
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexRefusedError(f"{self.path}: not a readable document store ({exc}); "
+                                    "the index is corrupt, rebuild it") from None
+        self.in_transaction = False
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions -------------------------------------------------------------------------------
+    def begin(self) -> None:
+        if not self.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.in_transaction = True
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self.conn.execute("COMMIT")
+            self.in_transaction = False
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self.conn.execute("ROLLBACK")
+            self.in_transaction = False
+
+    # -- state ---------------------------------------------------------------------------------------
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_state(self, key: str, value: Any) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # -- documents -----------------------------------------------------------------------------------
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]
+
+    def lookup(self, ext_ids: Iterable[str]) -> dict[str, tuple[int, str, str]]:
+        """``ext_id -> (row_id, text, metadata_json)`` for the ids that exist."""
+        out: dict[str, tuple[int, str, str]] = {}
+        ids = list(dict.fromkeys(ext_ids))
+        for s in range(0, len(ids), _BATCH):
+            part = ids[s : s + _BATCH]
+            q = f"SELECT ext_id, row_id, text, metadata FROM docs WHERE ext_id IN ({','.join('?' * len(part))})"
+            for ext_id, row_id, text, meta in self.conn.execute(q, part):
+                out[ext_id] = (row_id, text, meta)
+        return out
+
+    def fetch(self, row_ids: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+        """``row_id -> (ext_id, text, metadata)`` for the row ids that exist."""
+        out: dict[int, tuple[str, str, dict[str, Any]]] = {}
+        ids = list({int(r) for r in row_ids})
+        for s in range(0, len(ids), _BATCH):
+            part = ids[s : s + _BATCH]
+            q = f"SELECT row_id, ext_id, text, metadata FROM docs WHERE row_id IN ({','.join('?' * len(part))})"
+            for row_id, ext_id, text, meta in self.conn.execute(q, part):
+                out[row_id] = (ext_id, text, json.loads(meta))
+        return out
+
+    def insert(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        """Insert ``(row_id, ext_id, text, metadata_json)`` rows (the caller deleted older versions)."""
+        self.conn.executemany("INSERT INTO docs (row_id, ext_id, text, metadata) VALUES (?, ?, ?, ?)", rows)
+
+    def delete_rows(self, row_ids: Iterable[int]) -> None:
+        self.conn.executemany("DELETE FROM docs WHERE row_id = ?", ((int(r),) for r in row_ids))
+
+    def iter_docs(self) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+        for row_id, ext_id, text, meta in self.conn.execute("SELECT row_id, ext_id, text, metadata FROM docs "
+                                                            "ORDER BY row_id"):
+            yield row_id, ext_id, text, json.loads(meta)
+
+    def row_ids(self) -> np.ndarray:
+        rows = self.conn.execute("SELECT row_id FROM docs ORDER BY row_id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    # -- tombstones ----------------------------------------------------------------------------------
+    def add_tombstones(self, row_ids: Iterable[int]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO tombstones (row_id) VALUES (?)", ((int(r),) for r in row_ids))
+
+    def tombstones(self) -> np.ndarray:
+        rows = self.conn.execute("SELECT row_id FROM tombstones ORDER BY row_id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def clear_tombstones(self) -> None:
+        self.conn.execute("DELETE FROM tombstones")
+
+    # -- metadata filters ----------------------------------------------------------------------------
+    def filter_row_ids(self, filter: dict[str, Any]) -> np.ndarray:
+        """Row ids whose metadata matches every ``key: value`` (a list or tuple value matches any of it)."""
+        clauses, params = [], []
+        for key, value in filter.items():
+            options = list(value) if isinstance(value, list | tuple | set) else [value]
+            if not options:
+                return np.zeros(0, dtype=np.int64)
+            parts = []
+            for v in options:
+                if v is None:
+                    parts.append(f"json_type(metadata, '{_sql_str(_json_path(key))}') = 'null'")
+                    continue
+                if isinstance(v, dict | list):
+                    raise InputError(f"filter {key!r}: only scalar values can be matched, got {type(v).__name__}")
+                parts.append(f"json_extract(metadata, '{_sql_str(_json_path(key))}') = ?")
+                params.append(v)
+            clauses.append("(" + " OR ".join(parts) + ")")
+        q = "SELECT row_id FROM docs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        rows = self.conn.execute(q, params).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")

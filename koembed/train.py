@@ -1,0 +1,284 @@
+"""Sentence-embedding training: NLI with in-batch negatives, then STS regression, on SentenceTransformerTrainer.
+
+``train(TrainConfig(...)) -> Path`` runs the stages in order, each a ``SentenceTransformerTrainer``
+run (so checkpoints, resume, dev evaluation during training and multi-GPU via ``torchrun`` /
+``accelerate launch`` come from it), and leaves a plain sentence-transformers folder with its config
+(``koembed_train_config.json``), measured scores (``eval_results.json``) and a model card.
+
+Work in progress lives in ``OUT/checkpoints/<stage>/``: ``checkpoint-N`` folders written by the
+trainer, and ``final/`` once a stage completes. ``resume=True`` skips finished stages and continues
+an unfinished one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koembed.atomic import atomic_write_text
+from koembed.errors import InputError
+from koembed.korean_data import RowReport, read_korsts
+from koembed.paths import data_dir as default_data_dir
+
+CONFIG_NAME = "koembed_train_config.json"
+RESULTS_NAME = "eval_results.json"
+STAGES = ("nli", "sts")
+NLI_LOSSES = ("mnrl",)
+STS_LOSSES = ("cosent", "cosine")
+# Settings that may change between an interrupted run and its resumption.
+_RESUME_FREE = {"resume", "quiet", "keep_checkpoints", "device", "report_test"}
+# The local stand-ins for KorNLI train (absent here): never a split that is reported (KorSTS dev/test, xnli test).
+LOCAL_NLI_FILES = ["kornli/xnli.dev.ko.tsv", "klue/nli/klue-nli-v1.1_dev.json", "parakqc/paraKQC_v1.txt",
+                   "question_pair/train.txt"]
+FULL_NLI_FILES = ["kornli/snli_1.0_train.ko.tsv", "kornli/multinli.train.ko.tsv"]
+
+
+@dataclass
+class StageConfig:
+    """Hyperparameters of one stage; ``max_steps > 0`` overrides ``epochs``."""
+
+    epochs: float = 1.0
+    batch_size: int = 64
+    lr: float = 2e-5
+    warmup_ratio: float = 0.1
+    max_steps: int = -1
+    max_train_samples: int | None = None  # per data source, sampled with the seed; None = all
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved as JSON beside the model."""
+
+    base_model: str = "BM-K/KoMiniLM"
+    output_dir: str = "models/kominilm-sts"
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    nli: StageConfig = field(default_factory=lambda: StageConfig(epochs=1, batch_size=64, lr=5e-5))
+    sts: StageConfig = field(default_factory=lambda: StageConfig(epochs=4, batch_size=16, lr=2e-5))
+    max_seq_length: int = 128
+    seed: int = 42
+    eval_steps: int = 200  # KorSTS dev evaluation every N steps; 0 = only at the end of each stage
+    save_steps: int = 200
+    save_total_limit: int = 2
+    logging_steps: int = 50
+    data_dir: str | None = None  # default: koembed.paths.data_dir()
+    nli_files: list[str] = field(default_factory=lambda: list(LOCAL_NLI_FILES))
+    sts_files: list[str] = field(default_factory=lambda: ["korsts/sts-train.tsv"])
+    dev_file: str = "korsts/sts-dev.tsv"
+    max_dev_samples: int | None = None
+    nli_loss: str = "mnrl"
+    cached_mnrl: bool = False  # CachedMultipleNegativesRankingLoss (GradCache): large batches in small memory
+    mini_batch_size: int = 32  # GradCache mini-batch
+    sts_loss: str = "cosent"
+    normalize: bool = True  # end the model with a Normalize module, so every loader gives unit vectors
+    report_test: bool = True  # measure KorSTS test for the model card (never used for any choice)
+    resume: bool = False
+    keep_checkpoints: bool = False
+    quiet: bool = False
+    device: str | None = None
+
+    def validate(self) -> None:
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad or not self.stages:
+            raise InputError(f"stages {','.join(self.stages)!r}: choose from {', '.join(STAGES)} (e.g. nli,sts)")
+        if self.nli_loss not in NLI_LOSSES:
+            raise InputError(f"nli_loss {self.nli_loss!r}: choose one of {', '.join(NLI_LOSSES)}")
+        if self.sts_loss not in STS_LOSSES:
+            raise InputError(f"sts_loss {self.sts_loss!r}: choose one of {', '.join(STS_LOSSES)}")
+        for name in self.stages:
+            st = getattr(self, name)
+            if st.batch_size < 1 or st.lr <= 0 or (st.max_steps <= 0 and st.epochs <= 0):
+                raise InputError(f"stage {name}: batch_size, lr and epochs (or max_steps) must be positive")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"training config: unknown field(s) {', '.join(unknown)}")
+        data = dict(data)
+        for stage in STAGES:
+            if isinstance(data.get(stage), dict):
+                data[stage] = StageConfig(**data[stage])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"{path}: not a readable training config ({exc})") from None
+
+
+def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
+    """Run the configured stages and return the output folder (a sentence-transformers model)."""
+    from transformers import set_seed
+
+    config.validate()
+    out = Path(config.output_dir)
+    data_dir = default_data_dir(config.data_dir)
+    _prepare_output(out, config)
+    if config.quiet:
+        logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    set_seed(config.seed)
+    model = _base_model(config)
+    dev = _dev_evaluator(config, data_dir)
+    summary: dict[str, Any] = {"stages": {}}
+    for stage in config.stages:
+        final = out / "checkpoints" / stage / "final"
+        if config.resume and (final / "modules.json").is_file():
+            model = _load(final, config)
+            summary["stages"][stage] = json.loads((final / "stage.json").read_text(encoding="utf-8"))
+            continue
+        summary["stages"][stage] = _run_stage(stage, model, config, data_dir, dev, out, callbacks)
+        model.save(str(final), create_model_card=False)
+        atomic_write_text(final / "stage.json", json.dumps(summary["stages"][stage], indent=2))
+    model.save(str(out), create_model_card=False)
+    summary |= _final_scores(out, config, data_dir)
+    atomic_write_text(out / RESULTS_NAME, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    from koembed.model_card import write_model_card
+
+    write_model_card(out, config, summary)
+    if not config.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return out
+
+
+def _prepare_output(out: Path, config: TrainConfig) -> None:
+    saved = out / CONFIG_NAME
+    if config.resume and saved.is_file():
+        old = TrainConfig.load(saved)
+        diff = [k for k, v in asdict(config).items() if k not in _RESUME_FREE and asdict(old).get(k) != v]
+        if diff:
+            raise InputError(f"{out}: cannot resume, these settings differ from the interrupted run: "
+                             f"{', '.join(diff)}; use the same settings or a new output folder")
+    elif out.is_dir() and any(out.iterdir()) and not config.resume:
+        raise InputError(f"{out}: output folder is not empty; pass --resume to continue it or choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, config.to_json())
+
+
+def _load(path: Path, config: TrainConfig):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device=config.device or _default_device())
+    model.max_seq_length = config.max_seq_length
+    return model
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _base_model(config: TrainConfig):
+    """The base as a SentenceTransformer: as saved, or Transformer -> mean Pooling for a bare BERT; + Normalize."""
+    from sentence_transformers.sentence_transformer.modules import Normalize
+
+    from koembed.backends.torch_backend import build_sentence_transformer
+    from koembed.model_source import resolve_model
+
+    model = build_sentence_transformer(resolve_model(config.base_model), config.device or _default_device())
+    if config.normalize and not any(isinstance(m, Normalize) for m in model):
+        model.append(Normalize())
+    model.max_seq_length = config.max_seq_length
+    return model
+
+
+def _dev_evaluator(config: TrainConfig, data_dir: Path):
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    path = Path(config.dev_file) if Path(config.dev_file).is_absolute() else data_dir / config.dev_file
+    if not path.is_file():
+        raise InputError(f"dev file {path} not found; pass --data-dir or set dev_file")
+    rows = read_korsts(path)[: config.max_dev_samples]
+    return EmbeddingSimilarityEvaluator([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
+                                        [r["score"] / 5.0 for r in rows], main_similarity="cosine",
+                                        name="korsts-dev", write_csv=False)
+
+
+def _loss(stage: str, model, config: TrainConfig):
+    from sentence_transformers.sentence_transformer import losses
+
+    if stage == "nli":
+        if config.cached_mnrl:
+            return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+        return losses.MultipleNegativesRankingLoss(model)
+    return losses.CoSENTLoss(model) if config.sts_loss == "cosent" else losses.CosineSimilarityLoss(model)
+
+
+def _stage_data(stage: str, config: TrainConfig, data_dir: Path, report: RowReport):
+    from koembed.train_data import nli_stage_data, sts_stage_data, to_datasets
+
+    st: StageConfig = getattr(config, stage)
+    build = nli_stage_data if stage == "nli" else sts_stage_data
+    files = config.nli_files if stage == "nli" else config.sts_files
+    return to_datasets(build(files, data_dir, report, st.max_train_samples, config.seed))
+
+
+def _run_stage(stage: str, model, config: TrainConfig, data_dir: Path, dev, out: Path, callbacks) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    st: StageConfig = getattr(config, stage)
+    report = RowReport()
+    dataset = _stage_data(stage, config, data_dir, report)
+    if report.total_bad and not config.quiet:
+        logging.getLogger("koembed").warning("malformed rows skipped:\n%s", report.summary())
+    work = out / "checkpoints" / stage
+    work.mkdir(parents=True, exist_ok=True)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=st.epochs,
+        max_steps=st.max_steps,
+        per_device_train_batch_size=st.batch_size,
+        per_device_eval_batch_size=max(st.batch_size, 32),
+        learning_rate=st.lr,
+        warmup_steps=st.warmup_ratio,
+        seed=config.seed,
+        data_seed=config.seed,
+        # In-batch negatives must not meet their own positive as a "negative".
+        batch_sampler="no_duplicates" if stage == "nli" else "batch_sampler",
+        eval_strategy="steps" if config.eval_steps > 0 else "no",
+        eval_steps=config.eval_steps or None,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        disable_tqdm=config.quiet,
+        use_cpu=(config.device == "cpu"),
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
+                                         loss=_loss(stage, model, config), evaluator=dev, callbacks=list(callbacks))
+    last = get_last_checkpoint(str(work)) if config.resume and work.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=last)
+    dev_scores = dev(model)
+    sizes = {k: len(v) for k, v in dataset.items()} if hasattr(dataset, "items") else {stage: len(dataset)}
+    return {"steps": result.global_step, "train_loss": round(float(result.training_loss), 5),
+            "resumed_from": Path(last).name if last else None, "examples": sizes,
+            "korsts_dev_spearman": round(100 * float(dev_scores[dev.primary_metric]), 2),
+            "malformed_rows": report.total_bad}
+
+
+def _final_scores(out: Path, config: TrainConfig, data_dir: Path) -> dict[str, Any]:
+    """KorSTS dev (and test) Spearman of the saved folder, measured as users load it (KoMiniLMEncoder)."""
+    from koembed.encoder import KoMiniLMEncoder
+    from koembed.evaluate import run_task
+
+    encoder = KoMiniLMEncoder(str(out), device=config.device)
+    tasks = ["korsts-dev"] + (["korsts-test"] if config.report_test else [])
+    scores = {}
+    for task in tasks:
+        r = run_task(encoder, task, data_dir=data_dir)
+        scores[task] = {"spearman": round(r["spearman"], 2), "pearson": round(r["pearson"], 2), "n": r["n"]}
+    return {"scores": scores}

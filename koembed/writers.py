@@ -1,0 +1,171 @@
+"""Streaming output writers for sentence vectors, chosen by the output file's suffix.
+
+Rows arrive chunk by chunk (their total may be unknown, e.g. from stdin), so every writer appends
+as it goes and never holds all vectors. Files are written to a temporary file beside the target
+and renamed into place only when complete (:mod:`koembed.atomic`); ``-`` streams JSONL to stdout.
+
+- ``.npy``: a normal NumPy array file (float32, ``(rows, dim)``) that ``np.load`` and
+  ``np.load(mmap_mode="r")`` read. The header is written with a fixed size first and rewritten with
+  the final row count at the end, so the data never has to be copied.
+- ``.jsonl``: one ``{"line": n, "text": ..., "embedding": [...]}`` per input line (``line`` 1-based).
+- ``.parquet``: columns ``line`` (int64), ``text`` (string), ``embedding`` (fixed-size list of
+  float32), one row group per chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Protocol
+
+import numpy as np
+
+from koembed.atomic import atomic_path
+from koembed.errors import InputError
+
+STDOUT = "-"
+FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+class VectorWriter(Protocol):
+    rows: int
+
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+        """Append rows for input lines ``first_line, first_line + 1, ...`` (1-based)."""
+
+    def finish(self) -> None:
+        """Complete the file (headers, footers); called once, only after the last row."""
+
+    def close(self) -> None:
+        """Release the file handle; called on success and on failure."""
+
+
+def output_format(output: str | Path) -> str:
+    """The format name for ``output`` (``-`` is JSONL on stdout); unknown suffixes raise :class:`InputError`."""
+    if str(output) == STDOUT:
+        return "jsonl"
+    suffix = Path(output).suffix.lower()
+    if suffix not in FORMATS:
+        shown = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise InputError(
+            f"{output}: unknown output format ({shown}); use one of {', '.join(FORMATS)} (or '-' for JSONL on stdout)"
+        )
+    return FORMATS[suffix]
+
+
+@contextlib.contextmanager
+def open_writer(output: str | Path, dim: int) -> Iterator[VectorWriter]:
+    """Yield a writer for ``output``; the file appears (atomically) only if the block completes."""
+    fmt = output_format(output)
+    if str(output) == STDOUT:
+        writer = JsonlWriter(sys.stdout, dim)
+        yield writer
+        sys.stdout.flush()
+        return
+    with atomic_path(output) as tmp:
+        try:
+            writer = _WRITERS[fmt](tmp, dim)
+        except OSError as exc:
+            raise InputError(f"{output}: cannot write ({exc.strerror})") from None
+        try:
+            yield writer
+            writer.finish()
+        except OSError as exc:  # disk full, quota, I/O error: report the file, not a traceback
+            raise InputError(f"{output}: write failed ({exc.strerror or exc})") from None
+        finally:
+            writer.close()
+
+
+def _check(vectors: np.ndarray, texts: list[str], dim: int) -> np.ndarray:
+    if vectors.ndim != 2 or vectors.shape != (len(texts), dim):
+        raise ValueError(f"expected vectors of shape ({len(texts)}, {dim}), got {vectors.shape}")
+    return np.ascontiguousarray(vectors, dtype="<f4")
+
+
+class NpyWriter:
+    # Version 1.0 header of a fixed 128 bytes (a multiple of numpy's 64-byte alignment): room for any
+    # shape, so the final header overwrites the placeholder in place.
+    HEADER_BYTES = 128
+    _PREFIX = b"\x93NUMPY\x01\x00"
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.dim, self.rows = dim, 0
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._fh.write(self._header(0))
+
+    def _header(self, rows: int) -> bytes:
+        body_len = self.HEADER_BYTES - len(self._PREFIX) - 2
+        body = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {self.dim}), }}"
+        return self._PREFIX + struct.pack("<H", body_len) + (body.ljust(body_len - 1) + "\n").encode("latin1")
+
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+        self._fh.write(memoryview(_check(vectors, texts, self.dim)).cast("B"))
+        self.rows += len(texts)
+
+    def finish(self) -> None:
+        self._fh.seek(0)
+        self._fh.write(self._header(self.rows))
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class JsonlWriter:
+    def __init__(self, target: Path | IO[str], dim: int) -> None:
+        self.dim, self.rows = dim, 0
+        self._owned = isinstance(target, Path)
+        self._fh: IO[str] = open(target, "w", encoding="utf-8", newline="\n") if self._owned else target  # noqa: SIM115
+
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+        vectors = _check(vectors, texts, self.dim)
+        # float32 -> Python float is exact, and json writes the shortest repr that reads back to it.
+        rows = (
+            json.dumps({"line": first_line + i, "text": t, "embedding": v}, ensure_ascii=False)
+            for i, (t, v) in enumerate(zip(texts, vectors.tolist(), strict=True))
+        )
+        self._fh.write("".join(r + "\n" for r in rows))
+        self.rows += len(texts)
+
+    def finish(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._fh.close()
+
+
+class ParquetWriter:
+    def __init__(self, path: Path, dim: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.dim, self.rows = dim, 0
+        self._pa = pa
+        self.schema = pa.schema(
+            [("line", pa.int64()), ("text", pa.string()), ("embedding", pa.list_(pa.float32(), dim))]
+        )
+        self._writer = pq.ParquetWriter(str(path), self.schema)
+
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+        pa = self._pa
+        vectors = _check(vectors, texts, self.dim)
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), self.dim)
+        lines = pa.array(np.arange(first_line, first_line + len(texts), dtype=np.int64))
+        table = pa.Table.from_arrays([lines, pa.array(texts, type=pa.string()), embedding], schema=self.schema)
+        self._writer.write_table(table, row_group_size=max(1, len(texts)))
+        self.rows += len(texts)
+
+    def finish(self) -> None:
+        self._writer.close()
+
+    def close(self) -> None:
+        if self._writer.is_open:
+            self._writer.close()
+
+
+_WRITERS = {"npy": NpyWriter, "jsonl": JsonlWriter, "parquet": ParquetWriter}

@@ -1,0 +1,181 @@
+"""The distillation and masked-LM loops end to end on tiny models: learning, outputs, kill + resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from distill_fixtures import distill_corpus, distill_corpus_lines, teacher_dir, write_student_config  # noqa: F401
+
+from distill.cli import main as distill_main
+from distill.train import DistillConfig, distill, read_log
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cfg(teacher_dir, corpus, out, student, **kw) -> DistillConfig:
+    base = dict(teacher=str(teacher_dir), student=str(student), corpus=[str(corpus)], output_dir=str(out),
+                max_steps=40, batch_size=8, max_length=64, log_every=1, checkpoint_every=0, lr=1e-2,
+                warmup_steps=2, quiet=True)
+    return DistillConfig(**{**base, **kw})
+
+
+def test_distillation_lowers_the_loss_on_korean_text(data_dir, teacher_dir, distill_corpus, tmp_path, monkeypatch):
+    import distill.train as train_mod
+
+    seen = {}
+    real_load = train_mod.load_teacher
+
+    def spy(name):
+        source, model, tok = real_load(name)
+        seen["model"] = model
+        seen["before"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return source, model, tok
+
+    monkeypatch.setattr(train_mod, "load_teacher", spy)
+    student = write_student_config(tmp_path / "student.json", hidden_size=64, intermediate_size=128)
+    out = distill(_cfg(teacher_dir, distill_corpus, tmp_path / "out", student))
+
+    losses = [r["loss"] for r in read_log(out / "log.jsonl")]
+    assert len(losses) == 40
+    first, last = sum(losses[:3]) / 3, sum(losses[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+    # The teacher is frozen: not one weight moved, and nothing asked for its gradients.
+    after = seen["model"].state_dict()
+    assert all(torch.equal(seen["before"][k], after[k]) for k in after)
+    assert not any(p.requires_grad for p in seen["model"].parameters())
+
+    # Output: a BertModel folder with the teacher's tokenizer, plus config, final losses and the plot.
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(out)
+    assert model.config.architectures == ["BertModel"] and model.config.hidden_size == 64
+    assert len(AutoTokenizer.from_pretrained(out)) == len(AutoTokenizer.from_pretrained(teacher_dir))
+    assert json.loads((out / "distill_config.json").read_text())["max_steps"] == 40
+    assert json.loads((out / "final_losses.json").read_text())["loss"] == losses[-1]
+    assert (out / "loss.png").stat().st_size > 1000
+    from koembed import KoMiniLMEncoder
+
+    vecs = KoMiniLMEncoder(str(out)).encode(["오늘 날씨가 좋네요", "영화가 재미없다"])
+    assert vecs.shape == (2, 64)
+
+
+def _run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "distill", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_run_resumes_with_the_same_loss_sequence(teacher_dir, distill_corpus, tmp_path):
+    student = write_student_config(tmp_path / "student.json")
+    common = dict(max_steps=60, batch_size=4, max_length=32, checkpoint_every=5, lr=3e-3)
+    ref = distill(_cfg(teacher_dir, distill_corpus, tmp_path / "ref", student, **common))
+    expected = [(r["step"], r["loss"]) for r in read_log(ref / "log.jsonl")]
+
+    out = tmp_path / "killed"
+    args = ["run", "--teacher", str(teacher_dir), "--student", str(student), "--corpus", str(distill_corpus),
+            "--max-steps", "60", "--output-dir", str(out), "--batch-size", "4", "--max-length", "32",
+            "--checkpoint-every", "5", "--lr", "3e-3", "--warmup-steps", "2", "--log-every", "1", "--quiet"]
+    proc = _run_cli(args)
+    deadline = time.time() + 120
+    while not (out / "checkpoint-00000010").is_dir():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()  # it really died before the end
+    done = max(r["step"] for r in read_log(out / "log.jsonl"))
+    assert done < 60
+
+    proc = _run_cli([*args, "--resume"])
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    got = [(r["step"], r["loss"]) for r in read_log(out / "log.jsonl")]
+    assert [s for s, _ in got] == list(range(1, 61))
+    for (s, a), (_, b) in zip(got, expected, strict=True):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6), f"step {s}"
+
+
+def _bad(capsys, args: list[str]) -> str:
+    code = distill_main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def _run_args(teacher, corpus, out, student, *extra) -> list[str]:
+    return ["run", "--teacher", str(teacher), "--student", str(student), "--corpus", str(corpus), "--max-steps", "2",
+            "--output-dir", str(out), "--quiet", *extra]
+
+
+def test_bad_inputs_fail_before_training(teacher_dir, distill_corpus, tmp_path, capsys):
+    student = write_student_config(tmp_path / "student.json")
+    out = tmp_path / "out"
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    assert "no non-empty document" in _bad(capsys, _run_args(teacher_dir, empty, out, student))
+
+    latin = tmp_path / "cp949.txt"
+    latin.write_bytes("첫 줄\n둘째 줄\n".encode() + "셋째 줄".encode("cp949") + b"\n")
+    err = _bad(capsys, _run_args(teacher_dir, latin, out, student))
+    assert "cp949.txt: line 3: not valid UTF-8" in err
+
+    vocab = write_student_config(tmp_path / "vocab.json", vocab_size=32000)
+    assert "vocabulary mismatch" in _bad(capsys, _run_args(teacher_dir, distill_corpus, out, vocab))
+    assert "vocabulary mismatch" in _bad(capsys, _run_args(teacher_dir, distill_corpus, out, "kominilm-23m"))
+
+    err = _bad(capsys, _run_args(teacher_dir, distill_corpus, out, student, "--layer-map", "0:1,1:4"))
+    assert "teacher layer 4 is out of range" in err
+
+    heads = write_student_config(tmp_path / "heads.json", num_attention_heads=2)
+    assert "mismatched head counts" in _bad(capsys, _run_args(teacher_dir, distill_corpus, out, heads))
+
+    err = _bad(capsys, _run_args(teacher_dir, distill_corpus, out, student, "--resume"))
+    assert "no checkpoint found" in err
+
+    assert "no such corpus file" in _bad(capsys, _run_args(teacher_dir, tmp_path / "nope.txt", out, student))
+    assert not (out / "log.jsonl").exists()
+
+
+def test_v2_relations_accept_a_different_head_count(teacher_dir, distill_corpus, tmp_path):
+    student = write_student_config(tmp_path / "s.json", num_attention_heads=2)
+    out = distill(_cfg(teacher_dir, distill_corpus, tmp_path / "out", student, max_steps=3, relation_heads=8,
+                       layer_map="last", init_from_teacher=True))
+    row = read_log(out / "log.jsonl")[-1]
+    assert {"qq", "kk", "vv", "pair_s1-t3"} <= set(row)
+
+
+def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path, capsys):
+    from transformers import AutoModel
+
+    from distill.mlm import MLMConfig, train_mlm
+
+    cfg = MLMConfig(config=str(write_student_config(tmp_path / "t.json", hidden_size=64, intermediate_size=128)),
+                    tokenizer=str(teacher_dir), corpus=[str(distill_corpus)], output_dir=str(tmp_path / "mlm"),
+                    max_steps=60, batch_size=16, max_length=64, lr=3e-3, warmup_steps=5, log_every=1,
+                    checkpoint_every=0, quiet=True)
+    out = train_mlm(cfg)
+    losses = [r["mlm"] for r in read_log(out / "log.jsonl")]
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:3]) / 3, losses
+    assert AutoModel.from_pretrained(out).config.model_type == "bert"
+    # The pretrained model serves as a teacher.
+    code = distill_main(_run_args(out, distill_corpus, tmp_path / "student", tmp_path / "t.json", "--batch-size", "2",
+                                  "--max-length", "32"))
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+    assert distill_main(["presets", "--json"]) == 0
+    presets = json.loads(capsys.readouterr().out)
+    assert presets["kominilm-23m"]["hidden_size"] == 384 and presets["kominilm-68m"]["intermediate_size"] == 3072

@@ -1,0 +1,116 @@
+"""Evaluation metrics on hand-made cases, the KorQuAD collection builder, and tasks on real data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from koembed.errors import InputError
+from koembed.evaluate import (
+    TASKS,
+    evaluate_retrieval,
+    evaluate_sts,
+    find_task,
+    korquad_retrieval,
+    rank_by_scores,
+    ranking_metrics,
+    run_task,
+    sts_scores,
+)
+
+
+class LookupEncoder:
+    """Vectors from a fixed table: lets a test decide exactly what the ranking is."""
+
+    def __init__(self, table: dict[str, list[float]]):
+        self.table = table
+
+    def encode(self, texts, batch_size=64):
+        return np.array([self.table[t] for t in texts], dtype=np.float32)
+
+
+def test_ranking_metrics_hand_made() -> None:
+    qrels = {"q1": {"d1"}, "q2": {"d2", "d3"}, "q3": {"d9"}}
+    rankings = {"q1": ["d1", "d2", "d3"], "q2": ["d1", "d3", "d4", "d2"], "q3": ["d1", "d2"]}
+    m = ranking_metrics(rankings, qrels, ks=(1, 2, 10))
+    assert m["recall@1"] == pytest.approx((1 + 0 + 0) / 3)
+    assert m["recall@2"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["recall@10"] == pytest.approx((1 + 1 + 0) / 3)
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 2 + 0) / 3)
+    # q2: relevant at ranks 2 and 4; ideal has them at 1 and 2.
+    ndcg_q2 = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    assert m["ndcg@10"] == pytest.approx((1 + ndcg_q2 + 0) / 3)
+
+
+def test_ranking_ignores_hits_past_the_cutoff() -> None:
+    ranked = [f"d{i}" for i in range(20)]
+    m = ranking_metrics({"q": ranked}, {"q": {"d12"}}, ks=(10, 20))
+    assert m["recall@10"] == 0 and m["mrr@10"] == 0 and m["ndcg@10"] == 0 and m["recall@20"] == 1
+
+
+def test_rank_by_scores_orders_and_breaks_ties_by_corpus_order() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.9], [1.0, 0.0, 0.0, 0.0]])
+    r = rank_by_scores(scores, ["a", "b"], ["d0", "d1", "d2", "d3"], top_k=3)
+    assert r == {"a": ["d1", "d3", "d2"], "b": ["d0", "d1", "d2"]}
+
+
+def test_evaluate_retrieval_with_known_vectors() -> None:
+    table = {"doc a": [1, 0, 0], "doc b": [0, 1, 0], "doc c": [0, 0, 1],
+             "find a": [0.9, 0.1, 0], "find b": [0.6, 0.5, 0], "find c": [0, 0.2, 0.1]}
+    corpus = {"a": "doc a", "b": "doc b", "c": "doc c"}
+    queries = {"qa": "find a", "qb": "find b", "qc": "find c", "unjudged": "find a"}
+    qrels = {"qa": {"a"}, "qb": {"b"}, "qc": {"c"}}
+    m = evaluate_retrieval(LookupEncoder(table), corpus, queries, qrels, ks=(1, 3))
+    assert m["queries"] == 3 and m["corpus"] == 3
+    assert m["recall@1"] == pytest.approx(1 / 3)  # qb ranks a first, qc ranks b first
+    assert m["mrr@10"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert m["recall@3"] == 1.0
+
+
+def test_sts_scores_sanity() -> None:
+    gold = [0.0, 1.0, 2.5, 4.0, 5.0]
+    assert sts_scores(gold, gold)["spearman"] == pytest.approx(100)
+    assert sts_scores(gold, [-g for g in gold])["spearman"] == pytest.approx(-100)
+    assert sts_scores(gold, [1, 1, 1, 1, 1]) == {"spearman": 0.0, "pearson": 0.0}
+    with pytest.raises(InputError):
+        sts_scores([1.0], [1.0])
+
+
+def test_evaluate_sts_uses_cosine() -> None:
+    table = {"x": [1, 0], "same": [2, 0], "orth": [0, 3], "mid": [1, 1]}
+    pairs = [{"sentence1": "x", "sentence2": "same", "score": 5.0},
+             {"sentence1": "x", "sentence2": "mid", "score": 2.5},
+             {"sentence1": "x", "sentence2": "orth", "score": 0.0}]
+    out = evaluate_sts(LookupEncoder(table), pairs)
+    assert out["spearman"] == pytest.approx(100) and out["n"] == 3
+
+
+def test_korquad_builder_dedupes_paragraphs(tmp_path: Path) -> None:
+    para = {"context": "같은 문단", "qas": [{"id": "1", "question": "질문 하나?", "answers": []}]}
+    para2 = {"context": "같은 문단", "qas": [{"id": "2", "question": "질문 둘?", "answers": []}]}
+    other = {"context": "다른 문단", "qas": [{"id": "3", "question": "질문 셋?", "answers": []}]}
+    f = tmp_path / "kq.json"
+    f.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [para, para2, other]}]}), encoding="utf-8")
+    data = korquad_retrieval(f)
+    assert len(data.corpus) == 2 and data.qrels["1"] == data.qrels["2"] != data.qrels["3"]
+
+
+def test_task_registry_and_unknown_task() -> None:
+    assert find_task("korsts") is TASKS["korsts-test"]
+    assert {t.kind for t in TASKS.values()} == {"sts", "retrieval"}
+    with pytest.raises(InputError, match="unknown evaluation task 'korsts-tset'"):
+        find_task("korsts-tset")
+
+
+def test_run_task_on_real_data_writes_json(data_dir: Path, tiny_encoder, tmp_path: Path) -> None:
+    out = tmp_path / "res.json"
+    r = run_task(tiny_encoder, "korsts-dev", max_samples=100, output_json=out)
+    assert r["n"] == 100 and -100 <= r["spearman"] <= 100
+    assert json.loads(out.read_text(encoding="utf-8"))["spearman"] == pytest.approx(r["spearman"])
+    ret = run_task(tiny_encoder, "korquad-retrieval", max_samples=50)
+    assert ret["queries"] == 50 and ret["corpus"] == 960
+    assert 0 <= ret["mrr@10"] <= ret["recall@10"] <= ret["recall@100"] <= 1
