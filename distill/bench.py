@@ -79,10 +79,12 @@ def result_path(output_dir: str | Path, label: str, task: str, seed: int) -> Pat
 
 def finetune_config(task: Task, config: BenchConfig, seed: int) -> FinetuneConfig:
     h = task.hyper
+    # Batch sizes are totals, as in KoMiniLM-Finetune: under torchrun each of WORLD_SIZE ranks takes its share.
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
     return FinetuneConfig(
         max_length=config.max_length or h.max_length,
         epochs=config.epochs or h.epochs,
-        batch_size=config.batch_size or h.batch_size,
+        batch_size=max(1, (config.batch_size or h.batch_size) // world),
         learning_rate=config.learning_rate or h.learning_rate,
         stride=h.stride,
         seed=seed,
@@ -194,6 +196,7 @@ def _run_one(label: str, model_path: str, task: Task, seed: int, data: TaskData 
         "metric": task.metric,
         "shown": list(task.shown),
         "settings": config.settings(),
+        "world_size": max(1, int(os.environ.get("WORLD_SIZE", "1"))),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if isinstance(data, TaskDataMissing):
@@ -209,7 +212,8 @@ def _run_one(label: str, model_path: str, task: Task, seed: int, data: TaskData 
     except Exception as exc:
         if not config.keep_going:
             raise
-        return record | {"status": "failed", "reason": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"}
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        return record | {"status": "failed", "reason": f"{type(exc).__name__}: {first_line}"}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

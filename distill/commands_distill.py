@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -12,14 +13,19 @@ from distill.cli import app
 _CORPUS = typer.Option(..., "--corpus", help="Corpus files (txt a line a document, jsonl/tsv/csv/parquet with a text "
                        "field) or Hub dataset names (owner/name, hf:name[:config][@split]); repeat or list several.")
 
+_SHARD_HELP = ("documents: each process tokenises its own blocks of documents (scales; resume with the same number "
+               "of processes) | stream: every process walks the whole stream (same batches for any number).")
 
-def _loop_kwargs(corpus, output_dir, max_steps, batch_size, grad_accum, lr, warmup_steps, weight_decay, max_length,
-                 text_field, checkpoint_every, log_every, seed, mixed_precision, resume, quiet) -> dict:
-    return dict(corpus=[str(c) for c in corpus], output_dir=str(output_dir), max_steps=max_steps,
-                batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=warmup_steps,
-                weight_decay=weight_decay, max_length=max_length, text_field=text_field,
-                checkpoint_every=checkpoint_every, log_every=log_every, seed=seed, mixed_precision=mixed_precision,
-                resume=resume, quiet=quiet)
+_WORKERS_HELP = ("Worker processes per training process that read/tokenise/pack their own share of the corpus "
+                 "(0: one background thread). A GPU needs several: see docs/distill.md.")
+
+
+def _config(cls: type, params: dict, **extra):
+    """Build ``cls`` (a config dataclass) from a command's parameters: options are named like its fields."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: str(v) if isinstance(v, Path) else v for k, v in params.items() if k in names}
+    kw["corpus"] = [str(c) for c in params["corpus"]]
+    return cls(**{**kw, **extra})
 
 
 def _size_overrides(hidden_size, layers, heads, intermediate_size) -> dict:
@@ -54,6 +60,8 @@ def run_cmd(
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
     max_length: int = typer.Option(128, "--max-length", help="Tokens per packed segment."),
     text_field: str = typer.Option("text", "--text-field", help="Text field of jsonl/tsv/csv/parquet/Hub rows."),
+    shard: str = typer.Option("documents", "--shard", help=_SHARD_HELP),
+    data_workers: int = typer.Option(0, "--data-workers", min=0, help=_WORKERS_HELP),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints (0: none)."),
     log_every: int = typer.Option(10, "--log-every", min=1, help="Steps between log lines."),
     seed: int = typer.Option(42, "--seed"),
@@ -61,17 +69,12 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Distil a teacher BERT into a student with MiniLM self-attention (and value-relation) transfer."""
+    params = dict(locals())
     from distill.train import DistillConfig, distill
 
-    cfg = DistillConfig(
-        teacher=teacher, student=student, layer_map=layer_map, relation_heads=relation_heads,
-        init_from_teacher=init_from_teacher, attention_path=attention_path,
-        student_overrides=_size_overrides(hidden_size, layers, heads, intermediate_size),
-        **_loop_kwargs(corpus, output_dir, max_steps, batch_size, grad_accum, lr, warmup_steps, weight_decay,
-                       max_length, text_field, checkpoint_every, log_every, seed, mixed_precision, resume, quiet),
-    )
-    out = distill(cfg)
-    typer.echo(str(out))
+    sizes = _size_overrides(hidden_size, layers, heads, intermediate_size)
+    cfg = _config(DistillConfig, params, student_overrides=sizes)
+    typer.echo(str(distill(cfg)))
 
 
 @app.command("mlm")
@@ -94,6 +97,8 @@ def mlm_cmd(
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
     max_length: int = typer.Option(128, "--max-length"),
     text_field: str = typer.Option("text", "--text-field"),
+    shard: str = typer.Option("documents", "--shard", help=_SHARD_HELP),
+    data_workers: int = typer.Option(0, "--data-workers", min=0, help=_WORKERS_HELP),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
     log_every: int = typer.Option(10, "--log-every", min=1),
     seed: int = typer.Option(42, "--seed"),
@@ -101,14 +106,10 @@ def mlm_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Pretrain a BERT with masked LM on a corpus (to make a teacher where no pretrained one is available)."""
+    params = dict(locals())
     from distill.mlm import MLMConfig, train_mlm
 
-    cfg = MLMConfig(
-        config=config, tokenizer=str(tokenizer), mlm_probability=mlm_probability,
-        config_overrides=_size_overrides(hidden_size, layers, heads, intermediate_size),
-        **_loop_kwargs(corpus, output_dir, max_steps, batch_size, grad_accum, lr, warmup_steps, weight_decay,
-                       max_length, text_field, checkpoint_every, log_every, seed, mixed_precision, resume, quiet),
-    )
+    cfg = _config(MLMConfig, params, config_overrides=_size_overrides(hidden_size, layers, heads, intermediate_size))
     typer.echo(str(train_mlm(cfg)))
 
 

@@ -7,10 +7,17 @@ with ``[SEP]`` and cut into segments ``[CLS] tokens... [SEP]`` of exactly ``max_
 stream loops over the sources (epochs) for as long as training asks, so no segment is ever padded
 and nothing is held in memory beyond one tokenised batch.
 
-Sharding: every process walks the same global stream and keeps its own rows of each global batch,
-so the global batch (and the loss) does not depend on the number of processes, and a run may
-resume on a different number of processes. The price is that each process tokenises the whole
-stream; tokenisation runs on a background thread (the Rust tokenizer releases the GIL).
+Sharding (``shard``), over blocks of ``TOKENIZE_BATCH`` consecutive records:
+
+- ``documents`` (default): with at least ``W`` sources, process ``r`` of ``W`` reads only sources
+  ``r, r + W, ...`` (split a big corpus into many files: nothing is read twice); with fewer sources,
+  it tokenises and packs only blocks ``j`` with ``j % W == r`` and reads, without tokenising, the
+  others' records. The batches depend on ``W``, so resuming needs the same number of processes.
+- ``stream``: every process tokenises the whole stream and keeps its rows of each global batch, so
+  the global batch (and the loss) is the same for any ``W`` and a run may resume on a different
+  ``W``; the price is ``W`` times the tokenisation (fine on one node, not across many).
+
+Tokenisation runs on a background thread (:func:`prefetch`; the Rust tokenizer releases the GIL).
 
 Exact resume: each batch carries the :class:`StreamState` after it (source, records consumed,
 pending tokens); a checkpoint stores it and :class:`PackedStream` restarts from it, skipping records
@@ -32,6 +39,7 @@ from typing import Any
 from koembed.errors import InputError
 
 TOKENIZE_BATCH = 256
+SHARD_MODES = ("documents", "stream")
 _HUB_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
 _CHUNK = 8 << 20
 
@@ -132,7 +140,10 @@ class PackedStream:
     """Iterate ``(input_ids, attention_mask, state)`` micro-batches of this process's rows, forever."""
 
     def __init__(self, sources: list[str], tokenizer: Any, max_length: int = 128, batch_size: int = 8,
-                 rank: int = 0, world_size: int = 1, text_field: str = "text", state: StreamState | None = None):
+                 rank: int = 0, world_size: int = 1, text_field: str = "text", state: StreamState | None = None,
+                 shard: str = "documents"):
+        if shard not in SHARD_MODES:
+            raise InputError(f"--shard {shard!r}: choose one of {', '.join(SHARD_MODES)}")
         if max_length < 8:
             raise InputError(f"--max-length {max_length} is too short; use at least 8 (128 is usual)")
         self.sources = list(sources)
@@ -142,11 +153,21 @@ class PackedStream:
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.text_field = text_field
         self.state = state or StreamState()
+        self.shard = shard
+        self._block_rank, self._block_world = rank, world_size
+        if shard == "documents" and world_size > 1 and len(self.sources) >= world_size:
+            self.sources = self.sources[rank::world_size]
+            self._block_rank, self._block_world = 0, 1
+
+    def _owns(self, record: int) -> bool:
+        return self.shard == "stream" or (record // TOKENIZE_BATCH) % self._block_world == self._block_rank
 
     def _segments(self) -> Iterator[tuple[list[int], StreamState]]:
         st = StreamState.from_dict(self.state.to_dict())
         body = self.max_length - 2
         pending = list(st.pending)
+        # Only a pass that starts at the very beginning can prove the corpus gives this process nothing.
+        full_pass, mark = st.source == 0 and st.record == 0, st.segments
         while True:
             texts = iter_source_texts(self.sources[st.source], self.text_field, skip=st.record)
             produced = False
@@ -155,6 +176,9 @@ class PackedStream:
                 if not batch:
                     break
                 produced = True
+                if not self._owns(st.record):
+                    st.record += len(batch)
+                    continue
                 for enc in self.tok.encode_batch(batch, add_special_tokens=False):
                     pending.extend(enc.ids)
                     pending.append(self.sep_id)
@@ -168,13 +192,20 @@ class PackedStream:
                 raise InputError(f"{self.sources[st.source]}: no documents to read")
             st.source, st.record = st.source + 1, 0
             if st.source == len(self.sources):
+                if full_pass and mark == st.segments:
+                    raise InputError(f"the corpus is too small: a whole pass gave process {self.rank} of "
+                                     f"{self.world_size} no {self.max_length}-token segment; add text, lower "
+                                     "--max-length or use --shard stream")
                 st.source, st.epoch = 0, st.epoch + 1
+                full_pass, mark = True, st.segments
 
     def __iter__(self) -> Iterator[tuple[Any, Any, StreamState]]:
         import torch
 
-        global_batch = self.batch_size * self.world_size
-        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
+        local = self.shard == "documents"
+        global_batch = self.batch_size * (1 if local else self.world_size)
+        lo = 0 if local else self.rank * self.batch_size
+        hi = lo + self.batch_size
         rows: list[list[int]] = []
         for seg, st in self._segments():
             rows.append(seg)
@@ -183,6 +214,71 @@ class PackedStream:
                 snapshot = StreamState.from_dict({**st.to_dict(), "pending": list(st.pending)})
                 yield ids, torch.ones_like(ids), snapshot
                 rows = []
+
+
+class _SubStreams:
+    """The ``IterableDataset`` of DataLoader workers: worker ``k`` serves sub-stream ``(k + offset) % n``.
+
+    Rotating by ``offset`` makes the DataLoader's round-robin over workers continue, after a resume,
+    with the sub-stream whose turn was next, so the batch order is exactly that of an unbroken run.
+    """
+
+    def __init__(self, args: dict[str, Any], states: list[StreamState], offset: int):
+        self.args, self.states, self.offset = args, states, offset
+
+    def __iter__(self):
+        import torch
+
+        n = len(self.states)
+        sub = (torch.utils.data.get_worker_info().id + self.offset) % n
+        a = self.args
+        stream = PackedStream(a["sources"], a["tokenizer"], a["max_length"], a["batch_size"], a["rank"] * n + sub,
+                              a["world_size"] * n, a["text_field"], self.states[sub], a["shard"])
+        for ids, mask, st in stream:
+            yield ids, mask, st.to_dict(), sub
+
+
+def open_batches(sources: list[str], tokenizer: Any, max_length: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1, text_field: str = "text", shard: str = "documents", workers: int = 0,
+                 position: dict[str, Any] | None = None):
+    """This process's micro-batches ``(ids, mask, state)`` and a callable giving the data position after the last.
+
+    ``workers`` > 0 runs that many DataLoader worker processes, each tokenising and packing its own
+    sub-shard (documents sharding over ``world_size * workers`` sub-streams); 0 uses one background
+    thread. The position (``{"streams": [state per sub-stream], "next": sub-stream due next}``) goes
+    into checkpoints and back in as ``position`` to resume exactly.
+    """
+    import torch
+
+    n = max(1, workers)
+    if workers and shard == "stream":
+        raise InputError("--data-workers needs --shard documents (under stream sharding every worker would "
+                         "tokenise the whole stream)")
+    position = position or {"streams": [StreamState().to_dict() for _ in range(n)], "next": 0}
+    if len(position["streams"]) != n:
+        raise InputError(f"--resume: the checkpoint was made with {len(position['streams'])} data stream(s) per "
+                         f"process; resume with --data-workers {len(position['streams']) if workers else 0} "
+                         "(or the same as before)")
+    states = [StreamState.from_dict(d) for d in position["streams"]]
+    tracker = {"streams": [st.to_dict() for st in states], "next": position["next"]}
+    if workers:
+        args = dict(sources=sources, tokenizer=tokenizer, max_length=max_length, batch_size=batch_size, rank=rank,
+                    world_size=world_size, text_field=text_field, shard=shard)
+        dataset = type("SubStreams", (_SubStreams, torch.utils.data.IterableDataset), {})(args, states,
+                                                                                         position["next"])
+        source = iter(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4))
+    else:
+        stream = PackedStream(sources, tokenizer, max_length, batch_size, rank, world_size, text_field, states[0],
+                              shard)
+        source = prefetch((ids, mask, st.to_dict(), 0) for ids, mask, st in stream)
+
+    def batches() -> Iterator[tuple[Any, Any, StreamState]]:
+        for ids, mask, st, sub in source:
+            tracker["streams"][sub] = st
+            tracker["next"] = (sub + 1) % n
+            yield ids, mask, StreamState.from_dict(st)
+
+    return batches(), lambda: {"streams": list(tracker["streams"]), "next": tracker["next"]}
 
 
 def prefetch(iterable: Iterator, depth: int = 4) -> Iterator:

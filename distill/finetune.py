@@ -24,6 +24,7 @@ import numpy as np
 
 from distill import metrics as M
 from distill.task_data import TaskData
+from koembed.errors import InputError
 
 MAX_QUERY_TOKENS = 64  # questions are cut to this many tokens, as in the SQuAD/KorQuAD scripts
 MAX_ANSWER_TOKENS = 30
@@ -66,19 +67,22 @@ def finetune(model_path: str | Path, data: TaskData, config: FinetuneConfig, wor
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # weight loading/saving bars; the Trainer keeps its own
     task, start = data.task, time.perf_counter()
     folder = hf_model_folder(model_path)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if not getattr(tokenizer, "is_fast", False):
-        from koembed.errors import InputError
-
         raise InputError(f"{folder}: a fast tokenizer (tokenizer.json) is needed for offsets and word ids")
     head = _HEADS[task.head](tokenizer, data, config)
     transformers.set_seed(config.seed)  # the head's random init depends on the seed
     model = head.model(folder)
-    train_feats, _ = head.features(data.train, train=True)
-    dev_feats, dev_meta = head.features(data.dev, train=False)
-    test_feats, test_meta = head.features(data.test, train=False)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions and config.max_length > positions:
+        raise InputError(f"{task.name}: max length {config.max_length} exceeds the {positions} positions of "
+                         f"{model_path}; pass --max-length {positions} or less")
+    train_feats, _ = head.features(data.train)
+    dev_feats, dev_meta = head.features(data.dev)
+    test_feats, test_meta = head.features(data.test)
 
     work_dir = Path(work_dir)
     args = TrainingArguments(
@@ -147,7 +151,9 @@ def _best_dev(history: list[dict], metric: str, best: float | None) -> dict:
     if not evals:
         return {}
     chosen = next((h for h in evals if h[f"eval_{metric}"] == best), evals[-1])
-    return {k.removeprefix("eval_"): v for k, v in chosen.items() if k.startswith("eval_") or k == "epoch"}
+    timing = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+    return {k.removeprefix("eval_"): v for k, v in chosen.items()
+            if (k.startswith("eval_") and k not in timing) or k == "epoch"}
 
 
 class _Sequence:
@@ -168,7 +174,7 @@ class _Sequence:
             label2id={lab: i for i, lab in enumerate(labels)},
         )
 
-    def features(self, rows: list[dict], train: bool) -> tuple[list[dict], None]:
+    def features(self, rows: list[dict]) -> tuple[list[dict], None]:
         fields = self.data.task.text_fields
         texts = [[r[f] for r in rows] for f in fields]
         enc = self.tok(*texts, truncation=True, max_length=self.config.max_length)
@@ -210,7 +216,7 @@ class _Token:
             label2id={lab: i for i, lab in enumerate(labels)},
         )
 
-    def features(self, rows: list[dict], train: bool) -> tuple[list[dict], list[list[int]]]:
+    def features(self, rows: list[dict]) -> tuple[list[dict], list[list[int]]]:
         enc = self.tok([r["tokens"] for r in rows], is_split_into_words=True, truncation=True,
                        max_length=self.config.max_length)
         feats, firsts = [], []
@@ -262,7 +268,7 @@ class _QA:
         return [r["question"][: off[self.max_query - 1][1]] if len(off) > self.max_query else r["question"]
                 for r, off in zip(rows, enc["offset_mapping"], strict=True)]
 
-    def features(self, rows: list[dict], train: bool) -> tuple[list[dict], list[tuple[int, list]]]:
+    def features(self, rows: list[dict]) -> tuple[list[dict], list[tuple[int, list]]]:
         enc = self.tok(self._questions(rows), [r["context"] for r in rows], truncation="only_second",
                        max_length=self.config.max_length, stride=self.stride, return_overflowing_tokens=True,
                        return_offsets_mapping=True)

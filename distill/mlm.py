@@ -98,7 +98,7 @@ def train_mlm(cfg: MLMConfig) -> Path:
     check_sources(cfg.corpus, cfg.text_field)
     if not cfg.tokenizer or not Path(cfg.tokenizer).is_dir():
         raise InputError(f"--tokenizer {cfg.tokenizer!r}: not a folder; give a Hugging Face tokenizer folder "
-                         "(python -m distill tokenizer ... or distill.tokenizer.train_wordpiece)")
+                         "(e.g. one saved by distill.tokenizer.train_wordpiece)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
     except (OSError, ValueError) as exc:

@@ -346,7 +346,7 @@ def load_task(
     for split, rel in task.files:
         path = data_dir / rel
         if path.is_file():
-            rows[split] = loader(path, report)
+            rows.setdefault(split, []).extend(loader(path, report))
         else:
             missing.append(str(path))
     source = "local files"
@@ -367,11 +367,15 @@ def load_task(
 def _split(task: Task, rows: dict[str, list[dict]], source: str, max_train: int | None, max_eval: int | None,
            report: RowReport) -> TaskData:
     group = "title" if task.head == "qa" else None
+    test_file = "test"
+    if task.test_split != "test" and "train" in rows and task.test_split in rows:
+        rows = {k: v for k, v in rows.items() if k != task.test_split} | {"test": rows[task.test_split]}
+        test_file = task.test_split
     pool_name = "train" if "train" in rows else next(iter(rows))
     pool, notes = rows[pool_name], []
     if "test" in rows and pool_name != "test":
         test = rows["test"]
-        notes.append("test: the test file")
+        notes.append(f"test: the {test_file} file")
     else:
         pool, test = _carve(pool, task.test_fraction, group)
         notes.append(f"test: {task.test_fraction:.0%} of {pool_name} held out")

@@ -54,17 +54,15 @@ class Task:
     metric: str  # the metric that selects checkpoints and ranks models
     shown: tuple[str, ...]  # metrics printed in the table cell (KorQuAD: EM / F1)
     loader: str  # key of distill.task_data.LOADERS
-    files: tuple[tuple[str, str], ...]  # (split, path relative to the data folder)
+    files: tuple[tuple[str, str], ...]  # (split, path relative to the data folder); a repeated split concatenates
     hyper: Hyper
     labels: tuple[str, ...] = ()  # classification labels, in head order; NER tags are read from the data
     text_fields: tuple[str, ...] = ("sentence1", "sentence2")
     hub: HubSource | None = None
     dev_fraction: float = 0.1  # of the training pool, held out for checkpoint selection when no dev file
     test_fraction: float = 0.3  # of the pool, held out as test when no test file
+    test_split: str = "test"  # KorQuAD has no public test: its dev file is the test (and dev is carved from train)
     seed_task: bool = True  # one of the seven columns of the KoMiniLM table
-
-    def file(self, split: str) -> str | None:
-        return dict(self.files).get(split)
 
     @property
     def greater_is_better(self) -> bool:
@@ -87,17 +85,19 @@ TASKS: dict[str, Task] = {
             "naver-ner", "Naver NER (F1)", "token", "f1", ("f1",), "naver_ner",
             # Naver NLP Challenge 2018 files; their terms forbid redistribution, so none ship here.
             (("train", "naver-ner/train_data"), ("test", "naver-ner/test_data")),
-            Hyper(50, 20, 64, 8e-5), text_fields=("tokens",),
+            Hyper(50, 20, 64, 8e-5), text_fields=("tokens",), test_fraction=0.1,  # KoELECTRA's 90/10 split
         ),
         Task(
             "paws", "PAWS (acc)", "classification", "accuracy", ("accuracy",), "paws",
-            (("dev", "paws_x_ko/dev_2k.tsv"), ("test", "paws_x_ko/test_2k.tsv")),
+            (("train", "paws_x_ko/translated_train.tsv"), ("dev", "paws_x_ko/dev_2k.tsv"),
+             ("test", "paws_x_ko/test_2k.tsv")),
             Hyper(128, 15, 32, 3e-5), labels=("0", "1"),
             hub=HubSource("google-research-datasets/paws-x", "ko"),
         ),
         Task(
             "kornli", "KorNLI (acc)", "classification", "accuracy", ("accuracy",), "kornli",
-            (("dev", "kornli/xnli.dev.ko.tsv"), ("test", "kornli/xnli.test.ko.tsv")),
+            (("train", "kornli/snli_1.0_train.ko.tsv"), ("train", "kornli/multinli.train.ko.tsv"),
+             ("dev", "kornli/xnli.dev.ko.tsv"), ("test", "kornli/xnli.test.ko.tsv")),
             Hyper(72, 10, 128, 3e-5), labels=_NLI,
         ),
         Task(
@@ -112,8 +112,8 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             "korquad", "KorQuAD (EM/F1)", "qa", "f1", ("exact_match", "f1"), "korquad",
-            (("dev", "korquad/KorQuAD_v1.0_dev.json"),),
-            Hyper(300, 5, 16, 5e-5, stride=128), text_fields=("question", "context"),
+            (("train", "korquad/KorQuAD_v1.0_train.json"), ("dev", "korquad/KorQuAD_v1.0_dev.json")),
+            Hyper(300, 5, 16, 5e-5, stride=128), text_fields=("question", "context"), test_split="dev",
             hub=HubSource("KorQuAD/squad_kor_v1", splits=(("train", "train"), ("dev", "validation"))),
         ),
         # Extras: KLUE dev sets and KMOU NER, present in the shared data.

@@ -48,6 +48,8 @@ class LoopConfig:
     max_grad_norm: float = 1.0
     max_length: int = 128  # tokens per packed segment
     text_field: str = "text"
+    shard: str = "documents"  # documents (each process tokenises its share) | stream (same batches for any #processes)
+    data_workers: int = 0  # DataLoader worker processes tokenising per process (0: one background thread)
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -77,7 +79,10 @@ def make_accelerator(cfg: LoopConfig):
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
     # The taps stop the forward after the last mapped layer's projections, so later weights get no gradient.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], step_scheduler_with_optimizer=False)
+    # Without an accelerator, Accelerate only sets up gloo DDP under torchrun when told it runs on CPU.
+    has_accel = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    return Accelerator(mixed_precision=mp, kwargs_handlers=[ddp], step_scheduler_with_optimizer=False,
+                       cpu=not has_accel)
 
 
 def prepare_output(cfg: LoopConfig, config_name: str) -> Path:
@@ -109,10 +114,11 @@ def run_loop(cfg: LoopConfig, accelerator: Any, model: Any, step_fn: Callable, t
              save_final: Callable[[Path], None]) -> dict[str, Any]:
     """Train ``model`` for ``cfg.max_steps`` optimizer steps; ``step_fn(model, ids, mask) -> LossOutput``."""
     import torch
+    from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
     from distill.checkpoint import load_checkpoint, save_checkpoint
-    from distill.data import PackedStream, StreamState, prefetch
+    from distill.data import open_batches
 
     out = Path(cfg.output_dir)
     warmup = cfg.warmup_steps if cfg.warmup_steps >= 0 else int(0.04 * cfg.max_steps)
@@ -127,18 +133,19 @@ def run_loop(cfg: LoopConfig, accelerator: Any, model: Any, step_fn: Callable, t
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    step, tokens, stream_state = 0, 0, StreamState()
+    step, tokens, data_position = 0, 0, None
     if cfg.resume:
         state = load_checkpoint(accelerator, out)
-        step, tokens, stream_state = state["step"], state["tokens"], StreamState.from_dict(state["stream"])
+        step, tokens = state["step"], state["tokens"]
+        data_position = _rank_data_position(state, cfg, accelerator)
         if accelerator.is_main_process:
             _truncate_log(out / LOG_FILE, step)
     elif accelerator.is_main_process:
         (out / LOG_FILE).unlink(missing_ok=True)
 
-    stream = PackedStream(cfg.corpus, tokenizer, cfg.max_length, cfg.batch_size, accelerator.process_index,
-                          accelerator.num_processes, cfg.text_field, stream_state)
-    batches = prefetch(iter(stream))
+    batches, position = open_batches(cfg.corpus, tokenizer, cfg.max_length, cfg.batch_size,
+                                     accelerator.process_index, accelerator.num_processes, cfg.text_field, cfg.shard,
+                                     cfg.data_workers, data_position)
     device = accelerator.device
     bar = tqdm(total=cfg.max_steps, initial=step, disable=cfg.quiet or not accelerator.is_local_main_process,
                desc="train", unit="step", dynamic_ncols=True)
@@ -180,7 +187,9 @@ def run_loop(cfg: LoopConfig, accelerator: Any, model: Any, step_fn: Callable, t
             bar.set_postfix(loss=f"{record['loss']:.4f}")
         sums = None
         if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-            save_checkpoint(accelerator, out, step, {"tokens": tokens, "stream": st.to_dict()}, cfg.keep_checkpoints)
+            data = gather_object([position()])
+            save_checkpoint(accelerator, out, step, {"tokens": tokens, "shard": cfg.shard, "data": data},
+                            cfg.keep_checkpoints)
     bar.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -189,6 +198,17 @@ def run_loop(cfg: LoopConfig, accelerator: Any, model: Any, step_fn: Callable, t
         write_loss_plot(out / LOG_FILE, out / PLOT_FILE)
     accelerator.wait_for_everyone()
     return last_log or {}
+
+
+def _rank_data_position(state: dict[str, Any], cfg: LoopConfig, accelerator: Any) -> dict[str, Any]:
+    """This process's data position: its own under ``documents`` sharding, the common one under ``stream``."""
+    streams, shard = state["data"], state.get("shard", cfg.shard)
+    if shard != cfg.shard:
+        raise InputError(f"--resume: the checkpoint was made with --shard {shard}, this run asks for {cfg.shard}")
+    if shard == "documents" and len(streams) != accelerator.num_processes:
+        raise InputError(f"--resume: the checkpoint was made by {len(streams)} processes and --shard documents "
+                         f"splits the data per process; resume with {len(streams)} processes")
+    return streams[accelerator.process_index if shard == "documents" else 0]
 
 
 def _publish(out: Path, save_final: Callable[[Path], None]) -> None:
@@ -287,6 +307,9 @@ def distill(cfg: DistillConfig) -> Path:
     s_config = student_config(cfg.student, teacher.config, cfg.student_overrides)
     pairs = parse_layer_map(cfg.layer_map, s_config.num_hidden_layers, teacher.config.num_hidden_layers)
     check_heads(teacher.config, s_config, cfg.relation_heads)
+    if cfg.attention_path == "attentions":
+        # output_attentions returns probabilities after attention dropout: a noisy, different target.
+        s_config.attention_probs_dropout_prob = 0.0
     limit = min(teacher.config.max_position_embeddings, s_config.max_position_embeddings)
     if cfg.max_length > limit:
         raise InputError(f"--max-length {cfg.max_length} exceeds the {limit} positions of the teacher/student")

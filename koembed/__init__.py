@@ -15,7 +15,7 @@ _LAZY = {
     "KoMiniLMEncoder": "koembed.encoder",
     "EncodeStats": "koembed.encoder",
     "KoembedError": "koembed.errors",
-    "encode_file": "koembed.encode_file",
+    "encode_file": "koembed.file_encoding",  # not koembed.encode_file: a submodule of that name would shadow it
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -36,7 +36,16 @@ import numpy as np
 
 from koembed.atomic import atomic_path, atomic_write_text
 from koembed.errors import IndexRefusedError, InputError
-from koembed.index_types import IndexSpec, apply_search_defaults, can_remove, new_faiss_index, resolve_spec
+from koembed.index_types import (
+    CALIBRATION_RECALL,
+    IndexSpec,
+    apply_search_defaults,
+    calibrate_nprobe,
+    can_remove,
+    new_faiss_index,
+    resolve_spec,
+    tune_training,
+)
 from koembed.store import DocStore, metadata_json
 
 FORMAT = "koembed-index"
@@ -165,8 +174,10 @@ class Index:
             faiss_path = d / faiss_name
             if mmap is None:
                 mmap = not writable and faiss_path.stat().st_size >= MMAP_MIN_BYTES
-            flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap and not writable \
-                else 0
+            flags = 0
+            if mmap and not writable:  # IVF maps its inverted lists, flat-code types (Flat, HNSW storage) their codes
+                flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if "IVF" in manifest["spec"]
+                                                   else faiss.IO_FLAG_MMAP_IFC)
             try:
                 fi = faiss.read_index(str(faiss_path), flags)
             except RuntimeError:
@@ -258,7 +269,19 @@ class Index:
                                     f"training vectors, got {len(x)}; use --index-type flat or a smaller IVF")
         if spec.train_size() and len(x) > spec.train_size():
             x = x[np.random.default_rng(0).choice(len(x), spec.train_size(), replace=False)]
-        self.faiss.train(x)
+        tune_training(self.faiss)
+        try:
+            self.faiss.train(x)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1][:160]
+            raise IndexRefusedError(f"{self.directory}: training {spec.factory} on {len(x)} vectors failed ({reason}); "
+                                    "use more documents or a simpler --index-type") from None
+        nprobe = calibrate_nprobe(self.faiss, x)
+        if nprobe is not None:
+            self.manifest["search_defaults"] = dict(self.manifest.get("search_defaults", {}), nprobe=nprobe)
+            self.manifest["calibration"] = {"nprobe": nprobe, "target_recall_at_10": CALIBRATION_RECALL,
+                                            "sample": len(x)}
+            apply_search_defaults(self.faiss, self.manifest["search_defaults"])
         self.manifest["trained"] = True
         self._dirty = True
 

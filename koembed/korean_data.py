@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import InputError
-from koembed.text import iter_lines, normalize
+from koembed.text import LineStats, iter_lines, normalize
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 PARAKQC_SET_SIZE = 10
@@ -107,12 +107,19 @@ def _check_file(path: str | Path) -> Path:
     return p
 
 
-def _tsv_rows(path: Path, skip_header: bool) -> Iterator[tuple[int, list[str]]]:
-    """(line number, columns) for a tab-separated file read with quoting disabled; blank lines skipped."""
-    for lineno, line in enumerate(iter_lines(path, errors="replace"), start=1):
-        if skip_header and lineno == 1:
+def _tsv_rows(path: Path, skip_header: bool, report: RowReport) -> Iterator[tuple[int, list[str]]]:
+    """(line number, columns) of a tab-separated file read with quoting disabled; blank lines skipped.
+
+    A line with bytes that are not UTF-8 is counted as read and malformed here, and not yielded.
+    """
+    stats = LineStats()
+    for lineno, line in enumerate(iter_lines(path, errors="replace", stats=stats), start=1):
+        replaced, stats.replaced = stats.replaced, 0
+        if (skip_header and lineno == 1) or not line.strip():
             continue
-        if not line.strip():
+        if replaced:
+            report.read(str(path))
+            report.bad(str(path), lineno, "not valid UTF-8")
             continue
         yield lineno, next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
 
@@ -141,7 +148,7 @@ def read_korsts(path: str | Path, report: RowReport | None = None) -> list[dict]
     """KorSTS TSV -> ``[{"sentence1", "sentence2", "score" (0..5), "line"}]``."""
     p, report = _check_file(path), _report(report)
     name, out = str(p), []
-    for lineno, cols in _tsv_rows(p, skip_header=True):
+    for lineno, cols in _tsv_rows(p, True, report):
         report.read(name)
         if len(cols) != 7:
             report.bad(name, lineno, f"expected 7 tab-separated columns, found {len(cols)}")
@@ -159,7 +166,7 @@ def read_kornli(path: str | Path, report: RowReport | None = None) -> list[dict]
     """KorNLI TSV -> ``[{"sentence1", "sentence2", "label" in NLI_LABELS, "line"}]``."""
     p, report = _check_file(path), _report(report)
     name, out = str(p), []
-    for lineno, cols in _tsv_rows(p, skip_header=True):
+    for lineno, cols in _tsv_rows(p, True, report):
         report.read(name)
         if len(cols) != 3:
             report.bad(name, lineno, f"expected 3 tab-separated columns, found {len(cols)}")
@@ -240,7 +247,7 @@ def _is_dup_to_label(raw: str) -> int | None:
 def read_question_pair(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """songys Question_pair (CSV or TXT layout) -> ``[{"sentence1", "sentence2", "label" (1 = same), "line"}]``."""
     p, report = _check_file(path), _report(report)
-    rows = _question_pair_csv(p) if p.suffix.lower() == ".csv" else _question_pair_txt(p)
+    rows = _question_pair_csv(p) if p.suffix.lower() == ".csv" else _question_pair_txt(p, report)
     name, out = str(p), []
     for lineno, cols, error in rows:
         report.read(name)
@@ -262,8 +269,8 @@ def read_question_pair(path: str | Path, report: RowReport | None = None) -> lis
 _QP_ROW = tuple[int, list[str], str | None]  # (line, [question1, question2, is_duplicate], error)
 
 
-def _question_pair_txt(p: Path) -> Iterator[_QP_ROW]:
-    for lineno, cols in _tsv_rows(p, skip_header=False):
+def _question_pair_txt(p: Path, report: RowReport) -> Iterator[_QP_ROW]:
+    for lineno, cols in _tsv_rows(p, False, report):
         if lineno == 1 and cols[-1:] == ["is_duplicate"]:
             continue
         error = None if len(cols) == 3 else f"expected 3 tab-separated columns, found {len(cols)}"
@@ -284,6 +291,8 @@ def _question_pair_csv(p: Path) -> Iterator[_QP_ROW]:
                 continue
             if len(row) != len(header):
                 yield reader.line_num, row, f"expected {len(header)} comma-separated columns, found {len(row)}"
+            elif any("\ufffd" in c for c in row):
+                yield reader.line_num, row, "not valid UTF-8"
             else:
                 yield reader.line_num, [row[i] for i in idx], None
 
@@ -298,7 +307,7 @@ def read_parakqc(path: str | Path, report: RowReport | None = None, as_pairs: bo
     p, report = _check_file(path), _report(report)
     name = str(p)
     groups: list[dict] = []
-    for lineno, cols in _tsv_rows(p, skip_header=False):
+    for lineno, cols in _tsv_rows(p, False, report):
         report.read(name)
         set_id = (lineno - 1) // PARAKQC_SET_SIZE
         if len(cols) != 3:

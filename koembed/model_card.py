@@ -72,8 +72,12 @@ def render_model_card(config: Any, summary: dict[str, Any]) -> str:
     lines += ["", "Data files (relative to the data folder):", ""]
     lines += [f"- nli: `{f}`" for f in (cfg["nli_files"] if "nli" in cfg["stages"] else [])]
     lines += [f"- sts: `{f}`" for f in (cfg["sts_files"] if "sts" in cfg["stages"] else [])]
-    lines += [f"- dev (evaluation during training): `{cfg['dev_file']}`", "",
-              "Hyperparameters (`koembed_train_config.json` holds all of them):", "", "```json",
+    lines += [f"- dev (evaluation during training): `{cfg['dev_file']}`", ""]
+    nli_train = any("nli" in f.lower() and "train" in Path(f).name for f in cfg["nli_files"])
+    if "nli" in cfg["stages"] and not nli_train:
+        lines += ["The NLI stage used no NLI *train* split (KorNLI's snli/multinli train files were not available): "
+                  "dev splits and paraphrase pairs stood in, so expect less than the full recipe gives.", ""]
+    lines += ["Hyperparameters (`koembed_train_config.json` holds all of them):", "", "```json",
               json.dumps({k: cfg[k] for k in ("stages", "nli", "sts", "max_seq_length", "seed", "cached_mnrl")},
                          indent=2), "```", "", "## Data licenses", ""]
     lines += [f"- {name}: {lic}" for name, lic in data_licenses(files)]

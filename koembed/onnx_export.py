@@ -118,7 +118,7 @@ def _forward_params(model) -> set[str]:
 
 def _example_batch(tokenizer, n_inputs: int) -> dict[str, np.ndarray]:
     # Different lengths, so padding and the attention mask are exercised by the check.
-    texts = ["한국어 문장 임베딩을 내보냅니다.", "짧은 문장", "검색과 군집화에 쓰는 벡터를 만듭니다, 길게 조금 더 길게."]
+    texts = ["한국어 문장 임베딩을 내보냅니다.", "짧은 문장", "검색과 군집화에 쓰는 벡터를 만듭니다, 조금 더 길게."]
     enc = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
     batch = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
     batch["token_type_ids"] = np.zeros_like(batch["input_ids"])

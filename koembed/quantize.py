@@ -22,6 +22,8 @@ import numpy as np
 from koembed.errors import KoembedError
 
 ROLES = ("qkv", "attn_out", "ffn_in", "ffn_out")
+# Calibration batches are padded to one width; the histograms of every activation are held in memory.
+CALIBRATION_MAX_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class QuantConfig:
     exclude_first_layers: int = 0
     exclude_last_layers: int = 0
     calibrate_method: str = "percentile"  # static only: minmax | percentile | entropy
-    calibration_texts: int = 512  # static only: KorSTS/NSMC sentences from the shared data
+    calibration_texts: int = 256  # static only: KorSTS/NSMC sentences from the shared data
     reduce_range: bool = False
 
     def key(self) -> str:
@@ -169,9 +171,12 @@ class _CalibrationReader:
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(self.fp32_dir / "tokenizer.json"))
-        tok.enable_truncation(max_length=int(self.manifest["pipeline"]["max_seq_length"]))
-        tok.enable_padding(pad_id=int(self.manifest["pad_id"]))
-        for s in range(0, len(self.texts), self.batch_size):
+        tok.enable_truncation(max_length=min(CALIBRATION_MAX_TOKENS, int(self.manifest["pipeline"]["max_seq_length"])))
+        # Histogram calibrators stack all batches, so every batch has one shape: a fixed batch size, padded
+        # to the longest calibration text (padding rows go through the MatMuls at inference time too).
+        width = max(len(e.ids) for e in tok.encode_batch(self.texts))
+        tok.enable_padding(pad_id=int(self.manifest["pad_id"]), length=width)
+        for s in range(0, len(self.texts) - self.batch_size + 1, self.batch_size):
             enc = tok.encode_batch(self.texts[s : s + self.batch_size])
             ids = np.array([e.ids for e in enc], dtype=np.int64)
             feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}

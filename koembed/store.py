@@ -62,6 +62,7 @@ class DocStore:
                 self.conn.execute("PRAGMA journal_mode=DELETE")
                 self.conn.execute("PRAGMA synchronous=FULL")
                 self.conn.executescript(_SCHEMA)
+            self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: search fetches are random reads
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             raise IndexRefusedError(f"{self.path}: not a readable document store ({exc}); "
@@ -112,14 +113,13 @@ class DocStore:
 
     def fetch(self, row_ids: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
         """``row_id -> (ext_id, text, metadata)`` for the row ids that exist."""
-        out: dict[int, tuple[str, str, dict[str, Any]]] = {}
-        ids = list({int(r) for r in row_ids})
-        for s in range(0, len(ids), _BATCH):
-            part = ids[s : s + _BATCH]
-            q = f"SELECT row_id, ext_id, text, metadata FROM docs WHERE row_id IN ({','.join('?' * len(part))})"
-            for row_id, ext_id, text, meta in self.conn.execute(q, part):
-                out[row_id] = (ext_id, text, json.loads(meta))
-        return out
+        # One statement joining a JSON array of ids: the fastest of the batched forms measured (hits of a
+        # batch search are spread over the whole table, so this is one B-tree probe per hit).
+        ids = json.dumps(sorted({int(r) for r in row_ids}))
+        q = ("SELECT d.row_id, d.ext_id, d.text, d.metadata FROM json_each(?) AS j "
+             "JOIN docs AS d ON d.row_id = j.value")
+        return {row_id: (ext_id, text, {} if meta == "{}" else json.loads(meta))
+                for row_id, ext_id, text, meta in self.conn.execute(q, (ids,))}
 
     def insert(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
         """Insert ``(row_id, ext_id, text, metadata_json)`` rows (the caller deleted older versions)."""

@@ -12,10 +12,13 @@ an unfinished one from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ STAGES = ("nli", "sts")
 NLI_LOSSES = ("mnrl",)
 STS_LOSSES = ("cosent", "cosine")
 # Settings that may change between an interrupted run and its resumption.
-_RESUME_FREE = {"resume", "quiet", "keep_checkpoints", "device", "report_test"}
+_RESUME_FREE = {"resume", "quiet", "keep_checkpoints", "device", "report_test", "output_dir"}
 # The local stand-ins for KorNLI train (absent here): never a split that is reported (KorSTS dev/test, xnli test).
 LOCAL_NLI_FILES = ["kornli/xnli.dev.ko.tsv", "klue/nli/klue-nli-v1.1_dev.json", "parakqc/paraKQC_v1.txt",
                    "question_pair/train.txt"]
@@ -125,9 +128,16 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     config.validate()
     out = Path(config.output_dir)
     data_dir = default_data_dir(config.data_dir)
-    _prepare_output(out, config)
+    if config.resume and (out / RESULTS_NAME).is_file():
+        return out  # finished earlier: eval_results.json is written last
+    main = _is_main_process()
+    if main:
+        _prepare_output(out, config)
     if config.quiet:
+        from transformers.utils import logging as hf_logging
+
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+        hf_logging.disable_progress_bar()  # e.g. "Writing model shards" on every save
     set_seed(config.seed)
     model = _base_model(config)
     dev = _dev_evaluator(config, data_dir)
@@ -139,8 +149,13 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             summary["stages"][stage] = json.loads((final / "stage.json").read_text(encoding="utf-8"))
             continue
         summary["stages"][stage] = _run_stage(stage, model, config, data_dir, dev, out, callbacks)
-        model.save(str(final), create_model_card=False)
-        atomic_write_text(final / "stage.json", json.dumps(summary["stages"][stage], indent=2))
+        if main:
+            model.save(str(final), create_model_card=False)
+            atomic_write_text(final / "stage.json", json.dumps(summary["stages"][stage], indent=2))
+    if not main:  # under torchrun / accelerate every process trains; one writes
+        return out
+    # The folder counts as finished once eval_results.json exists (written last, atomically); an
+    # interruption before that is repaired by --resume, which finds every stage final and re-saves.
     model.save(str(out), create_model_card=False)
     summary |= _final_scores(out, config, data_dir)
     atomic_write_text(out / RESULTS_NAME, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
@@ -150,6 +165,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if not config.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return out
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _prepare_output(out: Path, config: TrainConfig) -> None:
@@ -227,6 +246,7 @@ def _stage_data(stage: str, config: TrainConfig, data_dir: Path, report: RowRepo
 
 def _run_stage(stage: str, model, config: TrainConfig, data_dir: Path, dev, out: Path, callbacks) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     st: StageConfig = getattr(config, stage)
@@ -260,8 +280,12 @@ def _run_stage(stage: str, model, config: TrainConfig, data_dir: Path, dev, out:
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=_loss(stage, model, config), evaluator=dev, callbacks=list(callbacks))
+    if config.quiet:
+        trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(work)) if config.resume and work.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=last)
+    # The trainer prints its logs (loss, dev scores) to stdout; they are progress, so stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = trainer.train(resume_from_checkpoint=last)
     dev_scores = dev(model)
     sizes = {k: len(v) for k, v in dataset.items()} if hasattr(dataset, "items") else {stage: len(dataset)}
     return {"steps": result.global_step, "train_loss": round(float(result.training_loss), 5),

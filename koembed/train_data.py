@@ -19,6 +19,7 @@ from pathlib import Path
 
 from koembed.errors import InputError
 from koembed.korean_data import (
+    NLI_LABELS,
     RowReport,
     load_pairs_from_hub,
     read_klue_nli,
@@ -82,7 +83,11 @@ def read_spec(spec: str, data_dir: Path, report: RowReport, expected: Sequence[s
     """Read one file spec; the format's row kind must be one of ``expected`` (e.g. no STS file in the NLI stage)."""
     fmt, where = parse_spec(spec, data_dir)
     if fmt == "hub":
-        return "pairs", [r for r in load_pairs_from_hub(str(where), report=report) if r.get("label", 1) in (1, True)]
+        # Hub rows are NLI rows when their labels are NLI label names, else pairs (kept when unlabelled or label 1).
+        rows = load_pairs_from_hub(str(where), report=report)
+        if rows and rows[0].get("label") in NLI_LABELS:
+            return "nli", [r for r in rows if r["label"] in NLI_LABELS]
+        return "pairs", [r for r in rows if r.get("label", 1) in (1, True)]
     reader, kind = READERS[fmt]
     if kind not in expected:
         raise InputError(f"training data {spec!r} is {fmt} ({kind} rows); "

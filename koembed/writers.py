@@ -103,7 +103,9 @@ class NpyWriter:
         return self._PREFIX + struct.pack("<H", body_len) + (body.ljust(body_len - 1) + "\n").encode("latin1")
 
     def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
-        self._fh.write(memoryview(_check(vectors, texts, self.dim)).cast("B"))
+        data = _check(vectors, texts, self.dim)
+        if data.size:  # a zero-length view cannot be cast to bytes
+            self._fh.write(memoryview(data).cast("B"))
         self.rows += len(texts)
 
     def finish(self) -> None:

@@ -142,6 +142,22 @@ def test_empty_and_whitespace_lines_are_kept_and_counted(tmp_path, tiny_st_dir, 
     assert json.loads(Path(f"{out}.json").read_text(encoding="utf-8"))["report"]["empty"] == 3
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".jsonl", ".parquet"])
+def test_empty_file_gives_zero_rows(suffix, tmp_path, tiny_st_dir):
+    src = tmp_path / "empty.txt"
+    src.write_bytes(b"")
+    out = tmp_path / f"empty{suffix}"
+    assert run_cli("encode", src, "-o", out, "--model", tiny_st_dir, "-q") == 0
+    if suffix == ".npy":
+        assert np.load(out).shape == (0, 64)
+    elif suffix == ".jsonl":
+        assert out.read_bytes() == b""
+    else:
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(out).num_rows == 0
+
+
 def test_bom_is_ignored(tmp_path, tiny_st_dir, tiny_encoder):
     src = tmp_path / "bom.txt"
     src.write_bytes(b"\xef\xbb\xbf" + "\n".join(KOREAN[:3]).encode("utf-8"))
@@ -173,6 +189,25 @@ def test_two_workers_equal_one_process(korean_file, tmp_path, tiny_st_dir, capsy
     assert meta["workers"] == 2 and meta["texts"] == len(LINES) and meta["empty"] == 3
 
 
+def test_npy_header_is_fixed_size_and_holds_any_shape(tmp_path):
+    from koembed.writers import NpyWriter, open_writer
+
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal((n, 3)).astype(np.float32) for n in (4, 0, 7)]
+    out = tmp_path / "parts.npy"
+    with open_writer(out, 3) as writer:
+        for i, part in enumerate(parts):
+            writer.write(1 + 4 * i, ["x"] * len(part), part)
+    np.testing.assert_array_equal(np.load(out, mmap_mode="r"), np.concatenate(parts))
+    writer = NpyWriter(tmp_path / "big.npy", 4096)
+    for rows in (0, 10**15):
+        header = io.BytesIO(writer._header(rows))
+        assert np.lib.format.read_magic(header) == (1, 0)
+        assert np.lib.format.read_array_header_1_0(header) == ((rows, 4096), False, np.dtype("<f4"))
+        assert header.tell() == NpyWriter.HEADER_BYTES
+    writer.close()
+
+
 # ---- bad input: one line, non-zero exit, nothing left behind ----------------------------------------------
 
 
@@ -180,7 +215,8 @@ def test_non_utf8_names_the_first_bad_line_and_replace_carries_on(tmp_path, tiny
     src = tmp_path / "latin1.txt"
     good = [f"{i}번째 문장입니다." for i in range(1, 40)]
     # Line 30 is bad: with 8-line chunks, three chunks are already written when it is found.
-    src.write_bytes(b"\n".join(s.encode("utf-8") for s in good[:29]) + b"\ncaf\xe9 \xff\n" + "\n".join(good[29:]).encode())
+    bad = b"caf\xe9 \xff"
+    src.write_bytes(b"\n".join([*(s.encode() for s in good[:29]), bad, *(s.encode() for s in good[29:])]))
     out = tmp_path / "out.npy"
     out.write_bytes(b"previous result")  # a failed run must leave an existing output untouched
     rc = run_cli("encode", src, "-o", out, "--model", tiny_st_dir, "--chunk-size", "8")
@@ -209,7 +245,7 @@ def bad_cases(tmp_path: Path, tiny_st_dir: Path) -> dict[str, tuple[list[str], t
         "output is a directory": ([str(good), "-o", "a-folder", "--model", model], ("a-folder", "is a directory")),
         "output is the input": (["lines.jsonl", "-o", "lines.jsonl", "--model", model], ("overwrite the input",)),
         "unknown local model": ([str(good), "-o", "x.npy", "--model", "./no-model"], ("no-model", "tried")),
-        "unknown hub model": ([str(good), "-o", "x.npy", "--model", "koembed-tests/nothing"], ("koembed-tests/nothing",)),
+        "unknown hub model": ([str(good), "-o", "x.npy", "--model", "koembed-tests/none"], ("koembed-tests/none",)),
         "stdin without -o": (["-", "--model", model], ("-o",)),
         "unknown backend": ([str(good), "-o", "x.npy", "--model", model, "--backend", "tpu"], ("tpu", "torch")),
         "bad errors mode": ([str(good), "-o", "x.npy", "--model", model, "--errors", "ignore"], ("ignore",)),
@@ -251,7 +287,7 @@ def test_unwritable_output_folder(tmp_path, korean_file, tiny_st_dir, capsys):
 
 
 def test_interrupt_leaves_no_output(korean_file, tmp_path, tiny_encoder, monkeypatch):
-    from koembed.encode_file import encode_file
+    from koembed.file_encoding import encode_file
 
     calls = []
     real = tiny_encoder.encode

@@ -7,13 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distill_fixtures
 import pytest
 import torch
-from distill_fixtures import distill_corpus, distill_corpus_lines, teacher_dir, write_student_config  # noqa: F401
+from distill_fixtures import write_student_config
 
 from distill.train import DistillConfig, distill, read_log
 
 torch.set_num_threads(1)
+# Shared fixtures (a tiny teacher with sharp attention, a Korean corpus file).
+distill_corpus_lines = distill_fixtures.distill_corpus_lines
+distill_corpus = distill_fixtures.distill_corpus
+teacher_dir = distill_fixtures.teacher_dir
 REPO = Path(__file__).resolve().parent.parent
 STEPS = 8
 
@@ -40,7 +45,7 @@ def test_two_process_ddp_matches_one_process(teacher_dir, distill_corpus, tmp_pa
            "-m", "distill", "run", "--teacher", str(teacher_dir), "--student", str(student),
            "--corpus", str(distill_corpus), "--max-steps", str(STEPS), "--output-dir", str(out),
            "--batch-size", "2", "--max-length", "32", "--log-every", "1", "--checkpoint-every", "0",
-           "--lr", "5e-3", "--warmup-steps", "1", "--quiet"]
+           "--lr", "5e-3", "--warmup-steps", "1", "--shard", "stream", "--quiet"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = _losses(out)

@@ -10,14 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import distill_fixtures
 import pytest
 import torch
-from distill_fixtures import distill_corpus, distill_corpus_lines, teacher_dir, write_student_config  # noqa: F401
+from distill_fixtures import write_student_config
 
 from distill.cli import main as distill_main
 from distill.train import DistillConfig, distill, read_log
 
 torch.set_num_threads(1)
+# Shared fixtures (a tiny teacher with sharp attention, a Korean corpus file).
+distill_corpus_lines = distill_fixtures.distill_corpus_lines
+distill_corpus = distill_fixtures.distill_corpus
+teacher_dir = distill_fixtures.teacher_dir
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -179,3 +184,71 @@ def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path
     assert distill_main(["presets", "--json"]) == 0
     presets = json.loads(capsys.readouterr().out)
     assert presets["kominilm-23m"]["hidden_size"] == 384 and presets["kominilm-68m"]["intermediate_size"] == 3072
+
+
+def _take(stream, n):
+    it = iter(stream)
+    return [next(it) for _ in range(n)]
+
+
+def test_packed_stream_shards_and_resumes_exactly(teacher_dir, distill_corpus):
+    from transformers import AutoTokenizer
+
+    from distill.data import PackedStream
+
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    one = _take(PackedStream([str(distill_corpus)], tok, max_length=32, batch_size=4, shard="stream"), 6)
+    assert all(ids.shape == (4, 32) and bool(mask.all()) for ids, mask, _ in one)
+    assert all(int(ids[0, 0]) == tok.cls_token_id and int(ids[0, -1]) == tok.sep_token_id for ids, _, _ in one)
+    # stream sharding: the two processes' rows together are the one-process batch.
+    r0 = _take(PackedStream([str(distill_corpus)], tok, 32, 2, rank=0, world_size=2, shard="stream"), 6)
+    r1 = _take(PackedStream([str(distill_corpus)], tok, 32, 2, rank=1, world_size=2, shard="stream"), 6)
+    for (a, _, _), (b, _, _), (c, _, _) in zip(r0, r1, one, strict=True):
+        assert torch.equal(torch.cat([a, b]), c)
+    # documents sharding: each process packs its own blocks of documents, so their segments differ.
+    d0 = _take(PackedStream([str(distill_corpus)], tok, 32, 2, rank=0, world_size=2), 3)
+    d1 = _take(PackedStream([str(distill_corpus)], tok, 32, 2, rank=1, world_size=2), 3)
+    assert torch.equal(d0[0][0], one[0][0][:2]) and not torch.equal(d1[0][0], one[0][0][2:])
+    # Restarting from the state carried by batch 3 gives batches 4.. exactly.
+    again = _take(PackedStream([str(distill_corpus)], tok, 32, 4, shard="stream", state=one[2][2]), 3)
+    for (a, _, _), (b, _, _) in zip(again, one[3:], strict=True):
+        assert torch.equal(a, b)
+    tail = _take(PackedStream([str(distill_corpus)], tok, 32, 2, rank=1, world_size=2, state=d1[0][2]), 2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(tail, d1[1:], strict=True))
+
+
+def test_data_workers_split_the_stream_and_resume_exactly(teacher_dir, distill_corpus):
+    from transformers import AutoTokenizer
+
+    from distill.data import open_batches
+
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    kw = dict(sources=[str(distill_corpus)], tokenizer=tok, max_length=32, batch_size=2, workers=2)
+    it, _ = open_batches(**kw)
+    unbroken = [next(it)[0] for _ in range(7)]
+    # Worker k packs sub-stream k (its own blocks of documents); the loader alternates between them.
+    it0, _ = open_batches(**{**kw, "workers": 0}, rank=0, world_size=2)
+    assert torch.equal(unbroken[0], next(it0)[0])
+    it, position = open_batches(**kw)
+    for _ in range(3):  # stop after an odd count: the next batch is due from the second worker
+        next(it)
+    pos = position()
+    assert pos["next"] == 1
+    again, _ = open_batches(**kw, position=pos)
+    for want in unbroken[3:]:
+        assert torch.equal(next(again)[0], want)
+
+
+def test_documents_sharding_gives_whole_files_when_there_are_enough(teacher_dir, distill_corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    from distill.data import PackedStream
+
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    lines = distill_corpus.read_text(encoding="utf-8").splitlines()
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(lines[: len(lines) // 2]) + "\n", encoding="utf-8")
+    b.write_text("\n".join(lines[len(lines) // 2:]) + "\n", encoding="utf-8")
+    r1 = _take(PackedStream([str(a), str(b)], tok, 32, 2, rank=1, world_size=2), 2)
+    alone = _take(PackedStream([str(b)], tok, 32, 2), 2)
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(r1, alone, strict=True))

@@ -174,3 +174,16 @@ def test_hub_loader_offline_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(InputError, match="could not be loaded"):
         load_pairs_from_hub("kakaobrain/no-such-dataset-koembed-test")
+
+
+def test_invalid_utf8_rows_are_reported(tmp_path: Path) -> None:
+    f = tmp_path / "sts.tsv"
+    f.write_bytes(KORSTS_HEADER.encode() + "g\tf\t2012\t1\t3.0\t좋은\t행\n".encode()
+                  + b"g\tf\t2012\t2\t3.0\t\xff\xfe\tbad\n" + "g\tf\t2012\t3\t1.0\t다음\t행\n".encode())
+    report = RowReport()
+    assert [r["line"] for r in read_korsts(f, report)] == [2, 4]
+    assert [(b.line, b.reason) for b in report.bad_rows] == [(3, "not valid UTF-8")]
+    c = tmp_path / "kor_pair_train.csv"
+    c.write_bytes(b"id,question1,question2,is_duplicate\n1,\xff,b,0\n")
+    report = RowReport()
+    assert read_question_pair(c, report) == [] and report.bad_rows[0].reason == "not valid UTF-8"

@@ -19,8 +19,8 @@ def _config(base: Path, out: Path, **kw) -> TrainConfig:
     defaults = dict(
         base_model=str(base), output_dir=str(out), device="cpu", seed=7, quiet=True, report_test=False,
         nli_files=["kornli/xnli.dev.ko.tsv", "parakqc/paraKQC_v1.txt"],
-        nli=StageConfig(max_steps=15, batch_size=32, lr=1e-3, max_train_samples=300),
-        sts=StageConfig(max_steps=30, batch_size=16, lr=1e-3, max_train_samples=300),
+        nli=StageConfig(max_steps=20, batch_size=32, lr=2e-3, max_train_samples=600),
+        sts=StageConfig(max_steps=40, batch_size=16, lr=2e-3, max_train_samples=600),
         eval_steps=0, save_steps=100, logging_steps=100, max_dev_samples=DEV_SLICE,
     )
     return TrainConfig(**(defaults | kw))
@@ -39,12 +39,11 @@ def test_short_run_beats_untrained_model(trained: Path, tiny_bert_dir: Path) -> 
 
     before = run_task(str(tiny_bert_dir), "korsts-dev", max_samples=DEV_SLICE)["spearman"]
     after = run_task(str(trained), "korsts-dev", max_samples=DEV_SLICE)["spearman"]
-    print(f"korsts-dev[:300] spearman before {before:.2f} after {after:.2f}", (trained / RESULTS_NAME).read_text())
     assert after > before + 3, (before, after)
     results = json.loads((trained / RESULTS_NAME).read_text(encoding="utf-8"))
     assert [*results["stages"]] == ["nli", "sts"]
-    assert results["stages"]["nli"]["examples"] == {"triplets": 300, "pairs": 300}
-    assert results["stages"]["sts"]["steps"] == 30
+    assert results["stages"]["nli"]["examples"] == {"triplets": 600, "pairs": 600}
+    assert results["stages"]["sts"]["steps"] == 40
     assert results["scores"]["korsts-dev"]["n"] == 1500
     assert not (trained / "checkpoints").exists()
 
@@ -62,11 +61,12 @@ def test_output_reloads_identically(trained: Path) -> None:
 
 def test_config_and_model_card_saved(trained: Path) -> None:
     saved = TrainConfig.load(trained / CONFIG_NAME)
-    assert saved.stages == ["nli", "sts"] and saved.sts.max_steps == 30 and saved.seed == 7
+    assert saved.stages == ["nli", "sts"] and saved.sts.max_steps == 40 and saved.seed == 7
     card = (trained / "README.md").read_text(encoding="utf-8")
     results = json.loads((trained / RESULTS_NAME).read_text(encoding="utf-8"))
     assert f"{results['scores']['korsts-dev']['spearman']:.2f}" in card
     assert "CC BY-SA 4.0; Ham et al. 2020" in card and "ParaKQC" in card and "MultipleNegativesRankingLoss" in card
+    assert "used no NLI *train* split" in card
 
 
 def test_interrupt_then_resume_finishes(tiny_bert_dir: Path, data_dir: Path, tmp_path: Path) -> None:
@@ -95,7 +95,9 @@ def test_interrupt_then_resume_finishes(tiny_bert_dir: Path, data_dir: Path, tmp
     train(cfg)
     stage = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))["stages"]["sts"]
     assert stage["resumed_from"] == "checkpoint-4" and stage["steps"] == 6
-    assert (out / "modules.json").is_file()
+    assert (out / "modules.json").is_file() and not (out / "checkpoints").exists()
+    weights = (out / "model.safetensors").read_bytes()
+    assert train(cfg) == out and (out / "model.safetensors").read_bytes() == weights  # finished: nothing to redo
 
 
 def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
@@ -103,3 +105,56 @@ def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
         train(TrainConfig(output_dir=str(tmp_path / "a"), stages=["sts", "mlm"]))
     with pytest.raises(InputError, match="unknown field"):
         TrainConfig.from_dict({"epochs": 3})
+
+
+def test_cli_train_and_eval(tiny_bert_dir: Path, data_dir: Path, tmp_path: Path, capsys) -> None:
+    from koembed.cli import main
+
+    out = tmp_path / "cli-model"
+    args = ["train", "--base", str(tiny_bert_dir), "-o", str(out), "--max-steps", "3", "--batch-size", "8",
+            "--max-train-samples", "50", "--eval-steps", "0", "--device", "cpu", "--quiet",
+            "--nli-files", "parakqc/paraKQC_v1.txt", "--cached-mnrl", "--mini-batch-size", "4"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    cfg = TrainConfig.load(out / CONFIG_NAME)
+    assert cfg.stages == ["nli", "sts"] and cfg.sts.batch_size == 8 and cfg.nli.batch_size == 8
+    assert cfg.cached_mnrl and cfg.nli_files == ["parakqc/paraKQC_v1.txt"]
+    assert "CachedMultipleNegativesRankingLoss" in (out / "README.md").read_text(encoding="utf-8")
+    assert main(["eval", str(out), "-t", "korsts-dev", "-t", "korquad-retrieval", "--max-samples", "30", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["korsts-dev"]["n"] == 30 and results["korquad-retrieval"]["queries"] == 30
+    assert main(["eval", str(out), "--task", "korsts-tset"]) == 2
+    assert "error: unknown evaluation task 'korsts-tset'" in capsys.readouterr().err
+    assert main(args) == 2  # the folder is taken now
+
+
+def test_nli_triplets_and_pairs_hand_made() -> None:
+    from koembed.train_data import nli_triplets, positive_pairs
+
+    rows = [{"sentence1": "P", "sentence2": "E1", "label": "entailment"},
+            {"sentence1": "P", "sentence2": "C1", "label": "contradiction"},
+            {"sentence1": "P", "sentence2": "N1", "label": "neutral"},
+            {"sentence1": "P", "sentence2": "E2", "label": "entailment"},
+            {"sentence1": "Q", "sentence2": "E3", "label": "entailment"}]
+    triplets, pairs = nli_triplets(rows)
+    assert triplets == [{"anchor": "P", "positive": "E1", "negative": "C1"},
+                        {"anchor": "E1", "positive": "P", "negative": "C1"},
+                        {"anchor": "P", "positive": "E2", "negative": "C1"},
+                        {"anchor": "E2", "positive": "P", "negative": "C1"}]
+    assert pairs == [{"anchor": "Q", "positive": "E3"}]
+    same = [{"sentence1": "a", "sentence2": "b", "label": 1}, {"sentence1": "a", "sentence2": "a", "label": 1},
+            {"sentence1": "a", "sentence2": "c", "label": 0}]
+    assert positive_pairs(same) == [{"anchor": "a", "positive": "b"}]
+
+
+def test_data_specs(data_dir: Path, tmp_path: Path) -> None:
+    from koembed.korean_data import RowReport
+    from koembed.train_data import parse_spec, read_spec
+
+    assert parse_spec("parakqc/paraKQC_v1.txt", data_dir)[0] == "parakqc"
+    assert parse_spec("question_pair/train.txt", data_dir)[0] == "question-pair"
+    assert parse_spec(f"kornli:{data_dir / 'kornli' / 'xnli.dev.ko.tsv'}", tmp_path)[0] == "kornli"
+    with pytest.raises(InputError, match="snli_1.0_train.ko.tsv not found"):
+        parse_spec("kornli/snli_1.0_train.ko.tsv", data_dir)
+    with pytest.raises(InputError, match="this stage takes sts data"):
+        read_spec("kornli/xnli.dev.ko.tsv", data_dir, RowReport(), expected=("sts",))

@@ -22,7 +22,8 @@ from koembed.onnx_pipeline import PipelineSpec, read_pipeline
 # Sub-batch size inside one ``embed`` call: ORT on CPU gains little per text past this, and smaller
 # sub-batches keep padding low when lengths vary (see docs/benchmarks.md, ## Encoding).
 DEFAULT_SUB_BATCH = 32
-THREADS_ENV = "KOEMBED_THREADS"
+# Thread count: this env, else OMP_NUM_THREADS (which worker pools set per process), else the usable CPUs.
+THREADS_ENVS = ("KOEMBED_THREADS", "OMP_NUM_THREADS")
 
 
 def import_onnxruntime():
@@ -36,13 +37,14 @@ def import_onnxruntime():
 
 
 def default_threads() -> int:
-    """``$KOEMBED_THREADS`` or the CPUs this process may run on."""
-    env = os.environ.get(THREADS_ENV)
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise KoembedError(f"{THREADS_ENV}={env!r} is not a whole number of threads") from None
+    """``$KOEMBED_THREADS``, ``$OMP_NUM_THREADS``, or the CPUs this process may run on."""
+    for name in THREADS_ENVS:
+        env = os.environ.get(name)
+        if env:
+            try:
+                return max(1, int(env))
+            except ValueError:
+                raise KoembedError(f"{name}={env!r} is not a whole number of threads") from None
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -9,7 +9,7 @@ import typer
 
 from koembed.backends import BACKENDS
 from koembed.cli.app import app
-from koembed.encode_file import DEFAULT_CHUNK_SIZE
+from koembed.file_encoding import DEFAULT_CHUNK_SIZE
 
 
 @app.command()
@@ -35,7 +35,7 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Encode each line of INPUT into one vector (rows aligned with lines; empty lines kept and counted)."""
-    from koembed.encode_file import encode_file
+    from koembed.file_encoding import encode_file
 
     try:
         report = encode_file(
@@ -46,7 +46,7 @@ def encode(
     except BrokenPipeError:
         # `koembed encode f -o - | head`: the reader left; stop quietly like other Unix tools.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(141) from None
+        raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
     if not quiet:
         print(report.summary(), file=sys.stderr)
 

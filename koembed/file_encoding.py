@@ -191,12 +191,12 @@ def _default_output(input: str | os.PathLike, output: str | os.PathLike | None) 
 
 
 def _check_paths(config: EncodeFileConfig) -> None:
+    out = Path(config.output)
+    if config.output != STDOUT and out.is_dir():
+        raise InputError(f"{out}: is a directory, expected an output file name")
     output_format(config.output)
     if config.output == STDOUT:
         return
-    out = Path(config.output)
-    if out.is_dir():
-        raise InputError(f"{out}: is a directory, expected an output file name")
     folder = out.parent
     if not folder.is_dir():
         raise InputError(f"{out}: folder {folder} does not exist; create it or choose another -o")
@@ -290,7 +290,8 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(spec: dict[str, Any], threads: int, barrier: Any) -> None:
     # Ctrl-C goes to the whole process group: the parent handles it and shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    # The ONNX backend sizes its thread pool from these; torch is told directly below.
+    os.environ["KOEMBED_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
     if spec["backend"] == "torch":
         import torch
 
@@ -344,8 +345,8 @@ def _progress(input: str, show: bool | None):
 
 
 def _count_lines(input: str) -> int | None:
-    """Lines in a regular file (cheap: a byte count of newlines); None for stdin."""
-    if input == STDOUT:
+    """Lines in a regular file (cheap: a byte count of newlines); None for stdin, pipes and FIFOs."""
+    if input == STDOUT or not Path(input).is_file():  # counting would consume a stream
         return None
     n, last = 0, b"\n"
     with open(input, "rb") as fh:

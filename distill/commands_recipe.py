@@ -1,0 +1,37 @@
+"""``python -m distill recipe NAME``: run a committed end-to-end recipe (see ``distill/recipe.py``)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from distill.cli import app
+
+
+@app.command("recipe")
+def recipe_command(
+    name: str = typer.Argument("nano", help="recipe name (distill/recipes/NAME.json) or a recipe JSON file"),
+    output_dir: str = typer.Option(None, "--output-dir", "-o", help="override the recipe's output folder"),
+    data_dir: str = typer.Option(None, "--data-dir", help="Korean data folder (default ../shared/data)"),
+    only: str = typer.Option(None, "--only", help="comma-separated stages to run (others are skipped)"),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Run tokenizer -> MLM teacher -> distillation -> sentence training -> evaluation -> bench -> package.
+
+    Finished stages are skipped on a rerun and interrupted ones resume from their checkpoints.
+    """
+    from distill.recipe import Recipe, RecipeConfig
+
+    cfg = RecipeConfig.load(name)
+    if output_dir:
+        cfg.output_dir = output_dir
+    if data_dir:
+        cfg.data_dir = data_dir
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg.quiet = cfg.quiet or quiet
+    Recipe(cfg, log=lambda m: print(m, file=sys.stderr, flush=True)).run(only.split(",") if only else None)

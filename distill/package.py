@@ -1,0 +1,128 @@
+"""Ship a trained sentence model inside the koembed package: fp16 weights, a model card, its scores.
+
+The weights are stored in float16 (half the bytes) while ``config.json`` keeps ``float32`` as the
+compute dtype, so every loader (transformers, sentence-transformers, koembed) upcasts them on load
+and CPU inference stays in fp32, which is the fast path on CPUs without fp16/bf16 units.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from koembed.atomic import atomic_write_text
+
+CARD_JSON = "koembed_model.json"
+
+
+def _fp16_safetensors(path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(path))
+    save_file({k: (v.astype("float16") if v.dtype.kind == "f" else v) for k, v in tensors.items()}, str(path),
+              metadata={"format": "pt"})
+
+
+def package_model(model_dir: Path, target: Path, run_dir: Path) -> dict[str, Any]:
+    """Copy ``model_dir`` (a sentence-transformers folder) to ``target`` with fp16 weights and a model card."""
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.tmp", "onnx"))
+    for weights in staging.rglob("*.safetensors"):
+        _fp16_safetensors(weights)
+    config_path = staging / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = "float32"
+    config.pop("torch_dtype", None)
+    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    card = _card_data(run_dir)
+    size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
+    card["size_bytes_on_disk"] = size
+    atomic_write_text(staging / CARD_JSON, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(staging / "README.md", render_card(card))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return {"path": str(target), "size_bytes": size}
+
+
+def _card_data(run_dir: Path) -> dict[str, Any]:
+    def stage(name: str) -> dict[str, Any]:
+        p = run_dir / name / "stage.json"
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+    recipe = json.loads((run_dir / "recipe_config.json").read_text(encoding="utf-8"))
+    from distill.recipe_corpus import RAW_TEXT_SOURCES
+
+    return {
+        "name": "kominilm-nano-sts",
+        "recipe": recipe,
+        "corpus_sources": [{"name": s.name, "path": s.path, "license": s.license} for s in RAW_TEXT_SOURCES],
+        "corpus_lines": stage("corpus").get("result", {}).get("lines"),
+        "teacher": stage("teacher").get("result"),
+        "student": stage("student").get("result"),
+        "scores": stage("evaluate").get("result"),
+        "stage_seconds": {s.name: stage(s.name).get("seconds") for s in sorted(run_dir.iterdir()) if s.is_dir()},
+    }
+
+
+def render_card(card: dict[str, Any]) -> str:
+    scores = card.get("scores") or {}
+    d = scores.get("d_distilled", {})
+    rows = []
+    for key, label in (("a_tfidf", "(a) TF-IDF char_wb 1-3"), ("b_random", "(b) student arch., random init"),
+                       ("c_teacher", "(c) MLM teacher"), ("d_distilled", "(d) distilled student (this model)")):
+        s = scores.get(key, {})
+        r = s.get("korquad-retrieval", {})
+        rows.append(f"| {label} | {s.get('korsts-test', '-')} | {r.get('mrr@10', '-')} | {r.get('recall@10', '-')} |")
+    student = card["recipe"].get("student", {})
+    sources = "\n".join(f"- `{s['path']}` ({s['license']})" for s in card["corpus_sources"])
+    return f"""---
+language: ko
+library_name: sentence-transformers
+pipeline_tag: sentence-similarity
+license: cc-by-sa-4.0
+---
+# kominilm-nano-sts
+
+koembed's embedded default model: a small Korean sentence encoder made end to end on two CPU cores by
+`python -m distill recipe nano` (a scale model of KLUE-BERT-base -> KoMiniLM). Weights stored in fp16
+({card['size_bytes_on_disk'] / 1e6:.1f} MB on disk), computed in fp32.
+
+Architecture: BERT, {student.get('num_hidden_layers')} layers, hidden {student.get('hidden_size')},
+{student.get('num_attention_heads')} heads, FFN {student.get('intermediate_size')}, vocabulary
+{card['recipe'].get('vocab_size')} WordPiece (trained on the corpus below), mean pooling, L2-normalised.
+
+## Recipe
+1. WordPiece tokenizer on the raw text corpus below.
+2. MLM teacher ({card['recipe'].get('teacher')}) pretrained on the same corpus with `distill mlm`.
+3. Student distilled from the teacher with MiniLM attention + value-relation KL (`distill run`).
+4. Sentence training with `koembed.train`: an NLI/pair stage (KorNLI XNLI dev, KLUE-NLI dev, paraKQC,
+   Question Pair train) then KorSTS train (CoSENT).
+
+## Scores (measured by the recipe's evaluate stage)
+| model | KorSTS test Spearman x100 | KorQuAD dev MRR@10 | Recall@10 |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+Retention (d)/(c) on KorSTS test: {scores.get('retention_d_over_c', '-')}.
+KorSTS dev Spearman of this model: {d.get('korsts-dev', '-')}.
+
+## Data and licences
+Raw text for tokenizer, MLM and distillation:
+{sources}
+
+Sentence training: KorNLI (XNLI dev, CC BY-SA 4.0, Ham et al. 2020, kakaobrain/KorNLUDatasets), KLUE-NLI dev
+(CC BY-SA 4.0, Park et al. 2021), paraKQC (CC BY-SA 4.0, Cho et al.), Question Pair (MIT, songys), KorSTS train
+(CC BY-SA 4.0, kakaobrain/KorNLUDatasets). Because CC BY-SA sources were used, this model is shared under
+CC BY-SA 4.0 with the attribution above.
+
+## Limits
+A scale model trained for hours on a few tens of MB of mostly informal web text (reviews and comments):
+it is far weaker than KoMiniLM trained on 20 GB, and its vocabulary is tuned to that text. Use it for
+demos, tests and offline defaults; for production quality train from `BM-K/KoMiniLM` with `koembed train`.
+No evaluation split (KorSTS dev/test, XNLI test, NSMC/QP test, PAWS-X, KLUE dev, KorQuAD dev) entered any
+training stage.
+"""

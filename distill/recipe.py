@@ -1,0 +1,239 @@
+"""``python -m distill recipe nano``: the whole KoMiniLM pipeline at a scale two CPU cores can run.
+
+corpus -> WordPiece tokenizer -> MLM teacher -> MiniLM-distilled student -> sentence training
+(NLI/pair stage, then KorSTS) -> evaluation -> benchmark suite -> packaged default model.
+
+It is a scale model of the real run (``klue/bert-base`` -> KoMiniLM-23M on 20 GB) that uses the
+same code. Every stage writes ``<stage>/stage.json`` when it finishes, so a rerun skips finished
+stages and the stages that checkpoint (MLM, distillation, sentence training) resume inside.
+Evaluation splits (KorSTS dev/test, KorNLI/XNLI test, NSMC/QP test, PAWS-X, KLUE dev sets, KorQuAD
+dev) never enter the tokenizer, MLM, distillation or sentence training: see ``recipe_corpus``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koembed.atomic import atomic_write_text
+from koembed.errors import InputError
+from koembed.paths import data_dir as default_data_dir
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+@dataclass
+class RecipeConfig:
+    """Every setting of a recipe run; ``distill/recipes/<name>.json`` holds the committed values."""
+
+    name: str = "nano"
+    output_dir: str = "runs/recipe-nano"
+    data_dir: str | None = None
+    vocab_size: int = 12000
+    max_length: int = 128
+    teacher: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the MLM teacher
+    student: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the distilled student
+    mlm: dict[str, Any] = field(default_factory=dict)  # distill.mlm.MLMConfig fields
+    distill: dict[str, Any] = field(default_factory=dict)  # distill.train.DistillConfig fields
+    sentence: dict[str, Any] = field(default_factory=dict)  # koembed.train.TrainConfig fields
+    bench: dict[str, Any] = field(default_factory=dict)  # distill.bench.BenchConfig fields
+    package_dir: str = "koembed/models/kominilm-nano-sts"
+    threads: int = 0  # torch threads; 0 = all cores
+    quiet: bool = False
+
+    @classmethod
+    def load(cls, name_or_path: str) -> RecipeConfig:
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = RECIPES / f"{name_or_path}.json"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.json")))
+            raise InputError(f"recipe {name_or_path!r}: no such recipe file ({path}); known recipes: {known}")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class Recipe:
+    """Runs the stages in order; each is a method ``stage_<name>`` returning a JSON-able result."""
+
+    STAGES = ("corpus", "tokenizer", "teacher", "student", "random_student",
+              "sentence_student", "sentence_random", "sentence_teacher", "evaluate", "bench", "package")
+
+    def __init__(self, config: RecipeConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg = config
+        self.out = Path(config.output_dir)
+        self.data = default_data_dir(config.data_dir)
+        self.log = log
+        if not self.data.is_dir():
+            raise InputError(f"recipe: data folder {self.data} not found (set --data-dir or KOEMBED_DATA_DIR)")
+
+    def run(self, only: list[str] | None = None) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "recipe_config.json", json.dumps(asdict(self.cfg), indent=2, ensure_ascii=False))
+        results: dict[str, Any] = {}
+        for stage in self.STAGES:
+            if only and stage not in only:
+                continue
+            marker = self.out / stage / "stage.json"
+            if marker.is_file():
+                results[stage] = json.loads(marker.read_text(encoding="utf-8"))["result"]
+                self.log(f"[recipe] {stage}: done earlier, skipped")
+                continue
+            self.log(f"[recipe] {stage}: start {time.strftime('%H:%M:%S')}")
+            (self.out / stage).mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            result = getattr(self, f"stage_{stage}")()
+            seconds = round(time.perf_counter() - start, 1)
+            atomic_write_text(marker, json.dumps({"result": result, "seconds": seconds}, indent=2, ensure_ascii=False))
+            results[stage] = result
+            self.log(f"[recipe] {stage}: finished in {seconds:.0f} s: {json.dumps(result, ensure_ascii=False)[:300]}")
+        return results
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def stage_corpus(self) -> dict[str, Any]:
+        from distill.recipe_corpus import write_corpus
+
+        return {"lines": write_corpus(self.data, self.corpus_path)}
+
+    def stage_tokenizer(self) -> dict[str, Any]:
+        from transformers import AutoTokenizer
+
+        from distill.tokenizer import train_wordpiece
+
+        with self.corpus_path.open(encoding="utf-8") as fh:
+            train_wordpiece((line.rstrip("\n") for line in fh), self.tokenizer_dir, vocab_size=self.cfg.vocab_size,
+                            model_max_length=self.cfg.max_length)
+        return {"vocab_size": len(AutoTokenizer.from_pretrained(self.tokenizer_dir))}
+
+    def stage_teacher(self) -> dict[str, Any]:
+        from distill.mlm import MLMConfig, train_mlm
+
+        cfg = MLMConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "teacher"),
+                        config=str(self._arch_json("teacher", self.cfg.teacher)), tokenizer=str(self.tokenizer_dir),
+                        max_length=self.cfg.max_length, resume=_has_checkpoint(self.out / "teacher"),
+                        quiet=self.cfg.quiet, **self.cfg.mlm)
+        return {"path": str(train_mlm(cfg)), **_final_loss(self.out / "teacher")}
+
+    def stage_student(self) -> dict[str, Any]:
+        from distill.train import DistillConfig, distill
+
+        cfg = DistillConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "student"),
+                            teacher=str(self.out / "teacher"), student=str(self._arch_json("student", self.cfg.student)),
+                            max_length=self.cfg.max_length, resume=_has_checkpoint(self.out / "student"),
+                            quiet=self.cfg.quiet, **self.cfg.distill)
+        return {"path": str(distill(cfg)), **_final_loss(self.out / "student")}
+
+    def stage_random_student(self) -> dict[str, Any]:
+        """(b): the student architecture with random weights, the control for what distillation adds."""
+        from transformers import AutoTokenizer
+
+        from distill.student import build_student, student_config
+
+        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        config = student_config(str(self._arch_json("student", self.cfg.student)), None,
+                                {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id})
+        model, _ = build_student(config, seed=self.cfg.sentence.get("seed", 42))
+        folder = self.out / "random_student" / "model"
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return {"path": str(folder)}
+
+    def stage_sentence_student(self) -> dict[str, Any]:
+        return self._sentence("student", self.out / "student")
+
+    def stage_sentence_random(self) -> dict[str, Any]:
+        return self._sentence("random", self.out / "random_student" / "model")
+
+    def stage_sentence_teacher(self) -> dict[str, Any]:
+        return self._sentence("teacher", self.out / "teacher")
+
+    def stage_evaluate(self) -> dict[str, Any]:
+        from koembed.baselines import tfidf_retrieval, tfidf_sts
+        from koembed.evaluate import load_task_data, run_task
+        from koembed.korean_data import read_korsts
+
+        train = read_korsts(self.data / "korsts" / "sts-train.tsv")
+        fit = [s for p in train for s in (p["sentence1"], p["sentence2"])]
+        test = load_task_data("korsts-test", self.data)
+        res: dict[str, Any] = {"a_tfidf": {"korsts-test": tfidf_sts(test, fit)["spearman"]}}
+        res["a_tfidf"]["korquad-retrieval"] = _retrieval_view(tfidf_retrieval(load_task_data("korquad-retrieval",
+                                                                                             self.data)))
+        for key, name in (("b_random", "random"), ("c_teacher", "teacher"), ("d_distilled", "student")):
+            model = str(self.out / f"sentence_{name}" / "model")
+            res[key] = {"korsts-test": run_task(model, "korsts-test", self.data)["spearman"],
+                        "korsts-dev": run_task(model, "korsts-dev", self.data)["spearman"]}
+        res["d_distilled"]["korquad-retrieval"] = _retrieval_view(
+            run_task(str(self.out / "sentence_student" / "model"), "korquad-retrieval", self.data))
+        res["retention_d_over_c"] = round(res["d_distilled"]["korsts-test"] / res["c_teacher"]["korsts-test"], 4)
+        return res
+
+    def stage_bench(self) -> dict[str, Any]:
+        from distill.bench import BenchConfig, run_bench
+        from distill.report import render_report
+
+        models = [f"b-random={self.out / 'random_student' / 'model'}", f"c-teacher={self.out / 'teacher'}",
+                  f"d-distilled={self.out / 'student'}"]
+        out = run_bench(BenchConfig(models=models, output_dir=str(self.out / "bench" / "results"),
+                                    data_dir=str(self.data), use_hub=False, quiet=self.cfg.quiet, **self.cfg.bench))
+        table = render_report(out)
+        atomic_write_text(self.out / "bench" / "table.md", table)
+        return {"results": str(out), "table": str(self.out / "bench" / "table.md")}
+
+    def stage_package(self) -> dict[str, Any]:
+        from distill.package import package_model
+
+        return package_model(self.out / "sentence_student" / "model", Path(self.cfg.package_dir), self.out)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @property
+    def corpus_path(self) -> Path:
+        return self.out / "corpus" / "corpus.txt"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.out / "tokenizer" / "tokenizer"
+
+    def _arch_json(self, name: str, fields: dict[str, Any]) -> Path:
+        """The architecture as a CONFIG.json of only the fields that differ from BERT defaults."""
+        path = self.out / f"{name}_architecture.json"
+        atomic_write_text(path, json.dumps(fields, indent=2) + "\n")
+        return path
+
+    def _sentence(self, name: str, base: Path) -> dict[str, Any]:
+        from koembed.train import TrainConfig, train
+
+        out = self.out / f"sentence_{name}" / "model"
+        cfg = TrainConfig.from_dict({**self.cfg.sentence, "base_model": str(base), "data_dir": str(self.data),
+                                     "output_dir": str(out), "resume": _has_checkpoint(out),
+                                     "quiet": self.cfg.quiet})
+        folder = train(cfg)
+        return {"path": str(folder)}
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    """Resume only what was started: a fresh stage has no checkpoint to resume from."""
+    return folder.is_dir() and any(folder.glob("checkpoint-*"))
+
+
+def _final_loss(folder: Path) -> dict[str, Any]:
+    from distill.train import read_log
+
+    logs = [r for r in read_log(folder / "log.jsonl") if "loss" in r] if (folder / "log.jsonl").is_file() else []
+    if not logs:
+        return {}
+    first, last = logs[0], logs[-1]
+    return {"first_loss": round(first["loss"], 4), "final_loss": round(last["loss"], 4), "steps": last.get("step")}
+
+
+def _retrieval_view(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in ("mrr@10", "recall@10", "ndcg@10") if k in metrics}

@@ -1,0 +1,179 @@
+"""``koembed index / search / info / remove / compact``: thin commands over :mod:`koembed.index_build`,
+:mod:`koembed.search` and :class:`koembed.index.Index`. Data goes to stdout, messages to stderr.
+
+Nothing heavy is imported at module level; ``search`` with a non-torch backend never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from koembed.cli.app import app
+from koembed.errors import InputError
+
+
+@app.command("index")
+def index_cmd(
+    input: str = typer.Argument(..., help="Documents: .txt (a line each), .jsonl, .tsv, .csv, .parquet, or '-'."),
+    output: str = typer.Option(..., "-o", "--output", help="Index directory (created, or upserted into)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the index's, else embedded)."),
+    backend: str = typer.Option("torch", "--backend", help="Inference backend (torch, onnx, ...)."),
+    index_type: str = typer.Option("auto", "--index-type", help="auto|flat|hnsw|ivf|ivfsq|ivfpq|FAISS factory."),
+    fmt: str | None = typer.Option(None, "--format", help="txt|jsonl|tsv|csv|parquet (default: from suffix)."),
+    text_field: str = typer.Option("text", "--text-field", help="JSONL field / column holding the text."),
+    id_field: str = typer.Option("id", "--id-field", help="JSONL field / column holding the id."),
+    metadata_field: str = typer.Option("metadata", "--metadata-field", help="JSONL field holding metadata."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count malformed records."),
+    errors: str = typer.Option("strict", "--errors", help="strict|replace for undecodable bytes."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Texts per forward pass."),
+    chunk_size: int = typer.Option(2048, "--chunk-size", min=1, help="Documents encoded and added at a time."),
+    commit_every: int = typer.Option(20_000, "--commit-every", min=1, help="Documents between commits (min)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (torch backend)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes."""
+    from koembed.index_build import IndexConfig, build_index
+
+    config = IndexConfig(input=input, output=output, model=model, backend=backend, index_type=index_type, fmt=fmt,
+                         text_field=text_field, id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad,
+                         errors=errors, batch_size=batch_size, chunk_size=chunk_size, commit_every=commit_every,
+                         device=device)
+    r = build_index(config, quiet=quiet)
+    if not quiet:
+        bad = f", {r.bad} bad skipped (first: {'; '.join(r.bad_locations)})" if r.bad else ""
+        print(f"{r.directory}: {r.count} documents ({r.spec}); read {r.read}, added {r.added}, replaced {r.replaced}, "
+              f"unchanged {r.unchanged}, empty {r.empty}{bad}; {r.commits} commits in {r.seconds:.1f} s",
+              file=sys.stderr)
+
+
+def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
+    """``key=value`` pairs; a value that parses as a JSON number/boolean also matches its typed form."""
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--filter {item!r}: expected key=value")
+        options: list[Any] = [value]
+        try:
+            typed = json.loads(value)
+            if isinstance(typed, int | float | bool) and typed != value:
+                options.append(typed)
+        except json.JSONDecodeError:
+            pass
+        out.setdefault(key, [])
+        out[key] += options
+    return out
+
+
+@app.command("search")
+def search_cmd(
+    directory: str = typer.Argument(..., help="Index directory."),
+    query: list[str] | None = typer.Argument(None, help="Query text(s)."),
+    k: int = typer.Option(10, "-k", min=1, help="Hits per query."),
+    queries: str | None = typer.Option(None, "--queries", help="File with one query per line ('-' = stdin)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines (one per query) instead of a table."),
+    filters: list[str] | None = typer.Option(None, "--filter", help="Metadata key=value (repeatable, all must hold)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the one in the manifest)."),
+    backend: str | None = typer.Option(None, "--backend", help="Inference backend (default: the index's)."),
+    allow_model_mismatch: bool = typer.Option(False, "--allow-model-mismatch", help="Search with another model."),
+    ef_search: int | None = typer.Option(None, "--ef-search", min=1, help="HNSW efSearch for this search."),
+    nprobe: int | None = typer.Option(None, "--nprobe", min=1, help="IVF lists probed for this search."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
+) -> None:
+    """Search DIR for each query; prints a table, or JSON lines with --json."""
+    from koembed.index import Index
+    from koembed.search import load_encoder_for, search
+
+    texts = list(query or [])
+    if queries:
+        from koembed.text import iter_lines
+
+        texts += [line for line in iter_lines(queries) if line.strip()]
+    if not texts:
+        raise InputError("no queries given: pass a query text or --queries FILE")
+    with Index.open(directory) as index:
+        encoder = load_encoder_for(index, model, backend, allow_model_mismatch=allow_model_mismatch)
+        results = search(index, texts, k=k, filter=parse_filters(filters), encoder=encoder, ef_search=ef_search,
+                          nprobe=nprobe, allow_model_mismatch=allow_model_mismatch)
+    if as_json:
+        for i, (q, hits) in enumerate(zip(texts, results, strict=True)):
+            print(json.dumps({"query_index": i, "query": q, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout)
+    for q, hits in zip(texts, results, strict=True):
+        table = Table(title=q, title_justify="left")
+        for col in ("#", "score", "id", "text", "metadata"):
+            table.add_column(col, overflow="fold")
+        for rank, h in enumerate(hits, start=1):
+            meta = json.dumps(h.metadata, ensure_ascii=False) if h.metadata else ""
+            table.add_row(str(rank), f"{h.score:.4f}", h.id, h.text, meta)
+        console.print(table)
+    if not quiet and any(not hits for hits in results):
+        print("note: some queries had no hits (empty index or no document matches the filter)", file=sys.stderr)
+
+
+@app.command("info")
+def info_cmd(
+    directory: str = typer.Argument(..., help="Index directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
+) -> None:
+    """Show an index's count, model, fingerprint, type, dimension and file sizes."""
+    from koembed.index import Index
+
+    with Index.open(directory) as index:
+        info = index.info()
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    model = info["model"]
+    lines = [
+        ("directory", info["directory"]), ("documents", info["count"]), ("index", info["spec"]),
+        ("requested type", info["index_type"]), ("dimension", info["dim"]), ("metric", info["metric"]),
+        ("model", model.get("name")), ("fingerprint", model.get("fingerprint")), ("backend", model.get("backend")),
+        ("search defaults", json.dumps(info["search_defaults"])), ("vectors in FAISS", info["ntotal"]),
+        ("tombstones", info["tombstones"]), ("generation", info["generation"]), ("created", info["created"]),
+        ("updated", info["updated"]), ("size", f"{info['total_bytes'] / 1e6:.2f} MB"),
+    ]
+    lines += [(f"  {name}", f"{size / 1e6:.2f} MB") for name, size in info["sizes"].items()]
+    for key, value in lines:
+        print(f"{key:18} {value}")
+
+
+@app.command("remove")
+def remove_cmd(
+    directory: str = typer.Argument(..., help="Index directory."),
+    ids: list[str] = typer.Argument(..., help="Document ids to remove."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+) -> None:
+    """Remove documents by id (unknown ids are reported, not an error)."""
+    from koembed.index import Index
+
+    with Index.open(directory, writable=True) as index:
+        removed = index.remove(ids)
+        left = index.count
+    if not quiet:
+        print(f"removed {removed} of {len(set(ids))} ids; {left} documents left", file=sys.stderr)
+
+
+@app.command("compact")
+def compact_cmd(
+    directory: str = typer.Argument(..., help="Index directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+) -> None:
+    """Rebuild an index that keeps tombstones (HNSW) without its removed vectors."""
+    from koembed.index import Index
+
+    with Index.open(directory, writable=True) as index:
+        dropped = index.compact()
+    if not quiet:
+        print(f"compacted: {dropped} removed vectors dropped", file=sys.stderr)

@@ -1,0 +1,205 @@
+"""The task registry, the loaders of the original formats, the split rules, every task end to end with the
+tiny model, and the resumable suite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.task_data import LOADERS, TaskDataMissing, load_task, read_klue_ner, read_kmou_ner, read_naver_ner
+from distill.tasks import HEADS, SEED_TASKS, TASKS, get_task, parse_tasks
+from koembed.errors import InputError
+from koembed.korean_data import RowReport
+
+NAVER_SAMPLE = """1\t비토리오\tPER_B
+2\t양일\tDAT_B
+3\t만에\t-
+4\t영사관\tORG_B
+5\t감호\tCVL_B
+6\t용퇴,\t-
+
+1\t이\t-
+2\t음경동맥의\tAFW_B
+3\t직경이\t-
+4\t8\tNUM_B
+5\t19mm입니다\tNUM_B
+"""
+
+
+def write_naver(root: Path, sentences: int = 14) -> Path:
+    """A Naver NER train file of ``sentences`` sentences (the two sample sentences repeated)."""
+    blocks = NAVER_SAMPLE.strip().split("\n\n")
+    path = root / "naver-ner" / "train_data"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(blocks[i % 2] for i in range(sentences)) + "\n", encoding="utf-8")
+    return root
+
+
+def test_registry_is_complete() -> None:
+    assert SEED_TASKS == ("nsmc", "naver-ner", "paws", "kornli", "korsts", "question-pair", "korquad")
+    for task in TASKS.values():
+        assert task.head in HEADS and task.loader in LOADERS and task.metric in {*task.shown, "f1"}
+        assert task.hyper.max_length > 0 and task.hyper.epochs > 0
+    assert TASKS["korquad"].hyper.stride == 128 and TASKS["nsmc"].hyper.max_length == 50
+
+
+def test_typo_suggests_the_nearest_task() -> None:
+    with pytest.raises(InputError, match="did you mean 'korsts'"):
+        get_task("korsst")
+    with pytest.raises(InputError, match="did you mean 'question-pair'"):
+        parse_tasks("nsmc,question_pairs")
+    assert [t.name for t in parse_tasks("all")] == list(SEED_TASKS)
+    assert [t.name for t in parse_tasks("KorSTS, nsmc,korsts")] == ["korsts", "nsmc"]
+
+
+def test_naver_ner_reader(tmp_path: Path) -> None:
+    path = tmp_path / "train_data"
+    path.write_text(NAVER_SAMPLE + "\nbroken line here too many\n", encoding="utf-8")
+    report = RowReport()
+    rows = read_naver_ner(path, report)
+    assert rows[0] == {"tokens": ["비토리오", "양일", "만에", "영사관", "감호", "용퇴,"],
+                       "tags": ["B-PER", "B-DAT", "O", "B-ORG", "B-CVL", "O"]}
+    assert rows[1]["tags"] == ["O", "B-AFW", "O", "B-NUM", "B-NUM"]
+    assert report.total_bad == 1 and "line 14" in report.summary()
+
+
+def test_klue_and_kmou_readers_merge_pieces_into_words(tmp_path: Path) -> None:
+    klue = tmp_path / "klue.tsv"
+    klue.write_text("## klue-ner-v1_dev_00000\t<경찰:OG>은 <박:PS>씨\n"
+                    "경\tB-OG\n찰\tI-OG\n은\tO\n \tO\n박\tB-PS\n씨\tO\n\n", encoding="utf-8")
+    assert read_klue_ner(klue, RowReport()) == [{"tokens": ["경찰은", "박씨"], "tags": ["B-OG", "B-PS"]}]
+    kmou = tmp_path / "ner.train"
+    kmou.write_text("; 홍길동이 간다\n$<홍길동:PS>이 간다\n"
+                    "1\t홍길동\tNNP\tB_PS\n1\t이\tJKS\tO\n2\t가\tVV\tO\n2\tㄴ다\tEF\tO\n", encoding="utf-8")
+    assert read_kmou_ner(kmou, RowReport()) == [{"tokens": ["홍길동이", "가ㄴ다"], "tags": ["B-PS", "O"]}]
+
+
+def test_split_rules(tmp_path: Path) -> None:
+    # Train only (Naver NER sample): test and dev are carved from train -> local split, disjoint, stable.
+    root = write_naver(tmp_path, sentences=20)
+    a = load_task(get_task("naver-ner"), root, use_hub=False)
+    b = load_task(get_task("naver-ner"), root, use_hub=False)
+    assert a.split_kind == "local split" and (len(a.train), len(a.dev), len(a.test)) == (16, 2, 2)
+    assert (a.train, a.dev, a.test) == (b.train, b.dev, b.test)
+    assert a.labels[0] == "O" and "B-PER" in a.labels and "I-PER" in a.labels
+    # Nothing there: a clear reason, never an empty task.
+    with pytest.raises(TaskDataMissing, match="kornli/xnli.dev.ko.tsv"):
+        load_task(get_task("kornli"), tmp_path, use_hub=False)
+
+
+def test_korquad_carves_whole_articles(data_dir: Path) -> None:
+    d = load_task(get_task("korquad"), data_dir, use_hub=False)
+    assert d.split_kind == "local split"
+    titles = [{r["title"] for r in split} for split in (d.train, d.dev, d.test)]
+    assert not (titles[0] & titles[1]) and not (titles[0] & titles[2]) and not (titles[1] & titles[2])
+
+
+def _tiny_run(task_name: str, root: Path, tiny_bert_dir: Path, tmp_path: Path) -> dict:
+    from distill.finetune import FinetuneConfig, finetune
+
+    task = get_task(task_name)
+    data = load_task(task, root, max_train_samples=16, max_eval_samples=6, use_hub=False)
+    config = FinetuneConfig(max_length=128 if task.head == "qa" else 32, epochs=1, batch_size=8,
+                            learning_rate=1e-3, stride=task.hyper.stride, quiet=True, device="cpu")
+    return finetune(tiny_bert_dir, data, config, tmp_path / "work")
+
+
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_every_task_end_to_end(task_name: str, tiny_bert_dir: Path, tmp_path: Path, request) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    root = write_naver(tmp_path / "data") if task_name == "naver-ner" else request.getfixturevalue("data_dir")
+    result = _tiny_run(task_name, root, tiny_bert_dir, tmp_path)
+    task = get_task(task_name)
+    lo = -100.0 if task.metric == "spearman" else 0.0
+    for key in task.shown:
+        assert lo <= result["metrics"][key] <= 100.0
+    assert task.metric in result["dev_metrics"] and result["train_steps"] >= 1
+    assert 0 < result["params"] < result["params_total"]
+    assert not (tmp_path / "work" / "checkpoints").exists()
+
+
+def test_suite_resumes_and_records_missing(tiny_bert_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    import distill.bench as bench
+
+    torch.set_num_threads(1)
+    root = write_naver(tmp_path / "data")
+    out = tmp_path / "res"
+    config = bench.BenchConfig(models=[f"tiny={tiny_bert_dir}"], output_dir=str(out), tasks="naver-ner,kornli",
+                               seeds=1, max_train_samples=8, max_eval_samples=4, epochs=1, max_length=16,
+                               data_dir=str(root), use_hub=False, quiet=True, device="cpu")
+    bench.run_bench(config)
+    first = out / "tiny" / "naver-ner" / "seed-42.json"
+    record = json.loads(first.read_text(encoding="utf-8"))
+    assert record["status"] == "ok" and record["split_kind"] == "local split" and "transformers" in record["versions"]
+    missing = json.loads((out / "tiny" / "kornli" / "seed-42.json").read_text(encoding="utf-8"))
+    assert missing["status"] == "missing" and "xnli.dev.ko.tsv" in missing["reason"]
+
+    calls = []
+    real = bench.finetune
+    monkeypatch.setattr(bench, "finetune", lambda *a, **k: calls.append(a[1].task.name) or real(*a, **k))
+    before = first.read_bytes()
+    config.seeds = 2
+    bench.run_bench(config)
+    assert calls == ["naver-ner"]  # seed 42 skipped, seed 43 run, kornli still missing (no training)
+    assert first.read_bytes() == before
+    assert (out / "tiny" / "naver-ner" / "seed-43.json").is_file()
+
+    config.max_train_samples = 4  # other settings: refuse to mix them into the same folder
+    with pytest.raises(InputError, match="other settings"):
+        bench.run_bench(config)
+
+
+def test_cli_lists_tasks_and_suggests(capsys, tiny_bert_dir: Path) -> None:
+    from distill.cli import main
+
+    assert main(["bench", "--list-tasks"]) == 0
+    assert "korquad" in capsys.readouterr().out
+    assert main(["bench", str(tiny_bert_dir), "--tasks", "kornl"]) == 2
+    assert "did you mean 'kornli'" in capsys.readouterr().err
+
+
+def test_hub_fallback_maps_columns_and_class_labels(tmp_path: Path) -> None:
+    # The Hub path of load_task, exercised on a local parquet folder (load_dataset reads both the same way).
+    from dataclasses import replace
+
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from distill.tasks import HubSource
+
+    features = Features({"premise": Value("string"), "hypothesis": Value("string"),
+                         "label": ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    hub_dir = tmp_path / "hub"
+    hub_dir.mkdir()
+    for split, n in (("train", 10), ("validation", 4)):
+        rows = {"premise": [f"전제 {i}" for i in range(n)], "hypothesis": [f"가설 {i}" for i in range(n)],
+                "label": [i % 3 for i in range(n)]}
+        Dataset.from_dict(rows, features=features).to_parquet(str(hub_dir / f"{split}.parquet"))
+    task = replace(get_task("klue-nli"), files=(("dev", "nowhere/dev.json"),), hub=HubSource(
+        str(hub_dir), columns=(("sentence1", "premise"), ("sentence2", "hypothesis"), ("label", "label"))))
+    data = load_task(task, tmp_path / "empty-data")
+    assert data.split_kind == "local split"  # train + dev from the Hub, no test: test carved from train
+    assert data.train[0]["sentence1"].startswith("전제") and data.train[0]["label"] in task.labels
+    assert len(data.dev) == 4 and len(data.train) + len(data.test) == 10
+    with pytest.raises(TaskDataMissing, match="nowhere/dev.json"):
+        load_task(task, tmp_path / "empty-data", use_hub=False)
+
+
+def test_sentence_transformers_folder_is_accepted(tiny_st_dir: Path) -> None:
+    from distill.finetune import hf_model_folder
+
+    assert (hf_model_folder(tiny_st_dir) / "config.json").is_file()
+
+
+def test_too_long_max_length_is_a_clear_error(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from distill.finetune import FinetuneConfig, finetune
+
+    data = load_task(get_task("naver-ner"), write_naver(tmp_path / "data"), use_hub=False)
+    with pytest.raises(InputError, match="exceeds the 128 positions"):
+        finetune(tiny_bert_dir, data, FinetuneConfig(max_length=300, epochs=1, batch_size=4, learning_rate=1e-3),
+                 tmp_path / "work")
