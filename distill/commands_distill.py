@@ -11,7 +11,11 @@ import typer
 from distill.cli import app
 
 _CORPUS = typer.Option(..., "--corpus", help="Corpus files (txt a line a document, jsonl/tsv/csv/parquet with a text "
-                       "field) or Hub dataset names (owner/name, hf:name[:config][@split]); repeat or list several.")
+                       "field) or Hub dataset names (owner/name, hf:NAME, hf:NAME:CONFIG@SPLIT); several may follow "
+                       "one --corpus.")
+# Paths after the first one of ``--corpus a.txt b.txt`` (or a shell glob) arrive as extra arguments.
+_MORE = typer.Argument(None, help="More corpus paths (as in --corpus a.txt b.txt, or --corpus shards/*.txt).",
+                       show_default=False, metavar="PATH")
 
 _SHARD_HELP = ("documents: each process tokenises its own blocks of documents (scales; resume with the same number "
                "of processes) | stream: every process walks the whole stream (same batches for any number).")
@@ -24,7 +28,7 @@ def _config(cls: type, params: dict, **extra):
     """Build ``cls`` (a config dataclass) from a command's parameters: options are named like its fields."""
     names = {f.name for f in dataclasses.fields(cls)}
     kw = {k: str(v) if isinstance(v, Path) else v for k, v in params.items() if k in names}
-    kw["corpus"] = [str(c) for c in params["corpus"]]
+    kw["corpus"] = [str(c) for c in [*params["corpus"], *(params.get("more_corpus") or [])]]
     return cls(**{**kw, **extra})
 
 
@@ -39,6 +43,7 @@ def run_cmd(
     teacher: str = typer.Option(..., "--teacher", help="Teacher BERT: a folder or a Hub id (klue/bert-base)."),
     student: str = typer.Option("kominilm-23m", "--student", help="Student preset (see `presets`) or CONFIG.json."),
     corpus: list[str] = _CORPUS,
+    more_corpus: list[str] = _MORE,
     max_steps: int = typer.Option(..., "--max-steps", min=1, help="Optimizer steps."),
     output_dir: Path = typer.Option(..., "--output-dir", help="Output folder (model, logs, checkpoints)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir."),
@@ -80,6 +85,7 @@ def run_cmd(
 @app.command("mlm")
 def mlm_cmd(
     corpus: list[str] = _CORPUS,
+    more_corpus: list[str] = _MORE,
     config: str = typer.Option(..., "--config", help="Preset name or CONFIG.json of the BERT to pretrain."),
     tokenizer: Path = typer.Option(..., "--tokenizer", help="Hugging Face tokenizer folder."),
     output_dir: Path = typer.Option(..., "--output-dir", help="Output folder (model, logs, checkpoints)."),

@@ -30,6 +30,9 @@ def package_model(model_dir: Path, target: Path, run_dir: Path) -> dict[str, Any
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.tmp", "onnx"))
+    from distill.tokenizer import make_tokenizer_folder_nfc_safe
+
+    make_tokenizer_folder_nfc_safe(staging)
     for weights in staging.rglob("*.safetensors"):
         _fp16_safetensors(weights)
     config_path = staging / "config.json"

@@ -2,6 +2,10 @@
 
 Hangul must reach the model as syllables: the normaliser is NFC and never strips accents or
 lowercases (accent stripping runs NFD first, which splits every syllable into jamo).
+
+The folder is saved as a ``PreTrainedTokenizerFast``: transformers 5 rebuilds a ``BertTokenizer``'s
+normaliser from ``do_lower_case``/``strip_accents`` on load, silently dropping the NFC step saved in
+``tokenizer.json``; the generic fast class loads ``tokenizer.json`` exactly as saved.
 """
 
 from __future__ import annotations
@@ -19,19 +23,12 @@ def train_wordpiece(
     min_frequency: int = 2,
     model_max_length: int = 512,
 ) -> Path:
-    """Train WordPiece on ``texts`` (an iterable of strings, streamed) and save a BertTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    """Train WordPiece on ``texts`` (an iterable of strings, streamed) and save it as a fast tokenizer folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Sequence(
-        [
-            normalizers.NFC(),
-            normalizers.BertNormalizer(
-                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
-            ),
-        ]
-    )
+    tok.normalizer = korean_normalizer()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(
@@ -47,11 +44,8 @@ def train_wordpiece(
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
-    fast = BertTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        do_lower_case=False,
-        strip_accents=False,
-        tokenize_chinese_chars=True,
         model_max_length=model_max_length,
         unk_token="[UNK]",
         sep_token="[SEP]",
@@ -63,6 +57,44 @@ def train_wordpiece(
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
     return out
+
+
+def korean_normalizer():
+    """NFC, then BERT's text cleanup without lowercasing or accent stripping (both would split Hangul)."""
+    from tokenizers import normalizers
+
+    return normalizers.Sequence(
+        [
+            normalizers.NFC(),
+            normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+            ),
+        ]
+    )
+
+
+def make_tokenizer_folder_nfc_safe(folder: str | Path) -> None:
+    """Rewrite a saved tokenizer so that it loads with the NFC normaliser in any transformers version.
+
+    For folders saved as ``BertTokenizer`` (whose normaliser transformers 5 rebuilds on load): the
+    normaliser in ``tokenizer.json`` becomes :func:`korean_normalizer` and the class the generic fast one.
+    """
+    import json
+
+    from tokenizers import Tokenizer
+
+    from koembed.atomic import atomic_write_text
+
+    folder = Path(folder)
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.normalizer = korean_normalizer()
+    atomic_write_text(folder / "tokenizer.json", tok.to_str())
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for key in ("do_lower_case", "strip_accents"):
+        cfg.pop(key, None)
+    atomic_write_text(cfg_path, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:

@@ -22,12 +22,8 @@ and rewrites ``manifest.json``. Either way the index opens in a consistent state
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
-import fcntl
 import json
 import os
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +32,19 @@ import numpy as np
 
 from koembed.atomic import atomic_path, atomic_write_text
 from koembed.errors import IndexRefusedError, InputError
+from koembed.index_files import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    STORE,
+    file_checksum,
+    lock_dir,
+    now,
+    read_manifest,
+    remove_orphans,
+    unlock_dir,
+    verify_file,
+)
 from koembed.index_types import (
     CALIBRATION_RECALL,
     IndexSpec,
@@ -48,31 +57,9 @@ from koembed.index_types import (
 )
 from koembed.store import DocStore, metadata_json
 
-FORMAT = "koembed-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-STORE = "docs.sqlite"
-LOCK = ".lock"
 METRIC = "cosine (inner product of L2-normalised vectors)"
 # Read-only opens memory-map FAISS files at least this big instead of reading them into RAM.
 MMAP_MIN_BYTES = 1 << 30
-
-
-def file_checksum(path: Path) -> dict[str, Any]:
-    """Size and CRC-32 of a file: enough to catch truncation and corruption, at ~1 GB/s."""
-    crc = 0
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            crc = zlib.crc32(chunk, crc)
-    return {"bytes": path.stat().st_size, "crc32": f"{crc:08x}"}
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _not_an_index(d: Path, why: str) -> IndexRefusedError:
-    return IndexRefusedError(f"{d}: not a koembed index ({why}); build one with `koembed index INPUT -o {d}`")
 
 
 class Index:
@@ -117,9 +104,9 @@ class Index:
             "dim": int(dim), "metric": METRIC, "index_type": index_type, "spec": spec.factory,
             "spec_reason": spec.reason, "search_defaults": spec.search_defaults, "count": 0, "ntotal": 0,
             "tombstones": 0, "next_row_id": 0, "trained": False, "generation": -1, "files": {},
-            "created": _now(), "updated": _now(), "config": config or {},
+            "created": now(), "updated": now(), "config": config or {},
         }
-        index = cls(tmp, manifest, DocStore(tmp / STORE), new_faiss_index(spec, dim), True, _lock(tmp))
+        index = cls(tmp, manifest, DocStore(tmp / STORE), new_faiss_index(spec, dim), True, lock_dir(tmp))
         index.manifest["trained"] = bool(index.faiss.is_trained)
         index._dirty = True
         index.commit()
@@ -136,24 +123,10 @@ class Index:
         import faiss
 
         d = Path(directory)
-        if not d.is_dir():
-            raise _not_an_index(d, "no such directory")
-        path = d / MANIFEST
-        if not path.is_file():
-            raise _not_an_index(d, f"no {MANIFEST}")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise IndexRefusedError(f"{path}: corrupt manifest (not valid JSON); the index cannot be trusted, "
-                                    "rebuild it") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise _not_an_index(d, f"{MANIFEST} is not a koembed manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexRefusedError(f"{d}: index format version {manifest.get('format_version')} is not supported "
-                                    f"by this koembed (version {FORMAT_VERSION}); upgrade koembed or rebuild")
+        manifest = read_manifest(d)
         if not (d / STORE).is_file():
             raise IndexRefusedError(f"{d / STORE}: missing; the index is incomplete, rebuild it")
-        lock_fd = _lock(d) if writable else None
+        lock_fd = lock_dir(d) if writable else None
         store = None
         try:
             store = DocStore(d / STORE, readonly=not os.access(d, os.W_OK))
@@ -168,9 +141,9 @@ class Index:
                 manifest = committed
             faiss_name = committed["faiss_file"]
             if verify:
-                _verify(d, faiss_name, committed["files"][faiss_name])
+                verify_file(d, faiss_name, committed["files"][faiss_name])
                 if not recover:
-                    _verify(d, STORE, manifest["files"][STORE])
+                    verify_file(d, STORE, manifest["files"][STORE])
             faiss_path = d / faiss_name
             if mmap is None:
                 mmap = not writable and faiss_path.stat().st_size >= MMAP_MIN_BYTES
@@ -188,7 +161,7 @@ class Index:
         except BaseException:
             if store is not None:
                 store.close()
-            _unlock(lock_fd)
+            unlock_dir(lock_fd)
             raise
         apply_search_defaults(fi, manifest.get("search_defaults", {}))
         index = cls(d, dict(committed), store, fi, writable, lock_fd)
@@ -202,7 +175,7 @@ class Index:
         if self.store.in_transaction:
             self.store.rollback()
         self.store.close()
-        _unlock(self._lock_fd)
+        unlock_dir(self._lock_fd)
         self._lock_fd = None
 
     def __enter__(self) -> Index:
@@ -412,7 +385,7 @@ class Index:
         self._write_faiss(name)
         m = dict(self.manifest)
         m.update(generation=gen, faiss_file=name, files={name: file_checksum(self.directory / name)},
-                 ntotal=int(self.faiss.ntotal), updated=_now(), trained=bool(self.faiss.is_trained))
+                 ntotal=int(self.faiss.ntotal), updated=now(), trained=bool(self.faiss.is_trained))
         self.store.begin()
         m["count"] = self.store.count()
         m["tombstones"] = len(self.store.tombstones())
@@ -440,12 +413,7 @@ class Index:
         atomic_write_text(self.directory / MANIFEST, json.dumps(m, ensure_ascii=False, indent=2) + "\n")
 
     def _remove_orphans(self) -> None:
-        keep = self.manifest["faiss_file"]
-        for p in self.directory.glob("index.*.faiss"):
-            if p.name != keep:
-                p.unlink(missing_ok=True)
-        for p in self.directory.glob(".*.tmp"):  # atomic_path temp files left by a kill
-            p.unlink(missing_ok=True)
+        remove_orphans(self.directory, self.manifest["faiss_file"])
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, ext_id: str) -> dict[str, Any] | None:
@@ -467,34 +435,3 @@ class Index:
                 "tombstones": int(len(self.tombstones())), "generation": self.generation,
                 "created": self.manifest["created"], "updated": self.manifest["updated"],
                 "sizes": sizes, "total_bytes": sum(sizes.values())}
-
-
-def _verify(d: Path, name: str, expected: dict[str, Any]) -> None:
-    path = d / name
-    if not path.is_file():
-        raise IndexRefusedError(f"{path}: missing; the index is incomplete, rebuild it")
-    size = path.stat().st_size
-    if size != expected["bytes"]:
-        raise IndexRefusedError(f"{path}: {size} bytes, the manifest says {expected['bytes']} (truncated or "
-                                "corrupt); rebuild the index")
-    got = file_checksum(path)
-    if got["crc32"] != expected["crc32"]:
-        raise IndexRefusedError(f"{path}: checksum {got['crc32']} does not match the manifest's "
-                                f"{expected['crc32']} (corrupt); rebuild the index")
-
-
-def _lock(d: Path) -> int:
-    fd = os.open(d / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise IndexRefusedError(f"{d}: another koembed process is writing this index; wait for it to finish") from None
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)

@@ -20,7 +20,11 @@ DEFAULT_MODEL_NAME = "kominilm-nano-sts"
 # Files that determine the vectors: weights, tokenizer, architecture and module configs.
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 _FINGERPRINT_SKIP_DIRS = {"onnx", ".cache", "runs", "eval"}
-_FINGERPRINT_SKIP_FILES = {"README.md", "koembed_train_config.json", "eval_results.json", "trainer_state.json"}
+# Run logs and configs saved beside a model describe how it was made, not what it computes.
+_FINGERPRINT_SKIP_FILES = {
+    "README.md", "koembed_train_config.json", "eval_results.json", "trainer_state.json", "distill_config.json",
+    "mlm_config.json", "final_losses.json", "stage.json", "koembed_model.json", "log.jsonl",
+}
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ def test_tsv_and_txt_inputs(tmp_path, tiny_st_dir, capsys):
         assert index.get("3")["text"] == "셋째 줄"
 
 
+@pytest.mark.slow
 def test_search_with_the_onnx_backend_never_imports_torch(tmp_path, built, tiny_st_dir):
     pytest.importorskip("onnxruntime")
     from koembed.backends import BACKENDS

@@ -108,3 +108,23 @@ def test_taps_stop_after_the_last_mapped_layer():
     taps = TappedBert(bert, [1, 2])(torch.randint(5, 300, (1, 6)))
     assert ran == [1]
     assert [tuple(t.q.shape) for t in taps] == [(1, 4, 6, 16)] * 2
+
+
+def test_student_presets_and_init_from_teacher():
+    from distill.student import build_student, student_config
+
+    c23 = student_config("kominilm-23m")
+    sizes = (c23.num_hidden_layers, c23.hidden_size, c23.num_attention_heads, c23.intermediate_size)
+    assert sizes == (6, 384, 12, 1536)
+    assert (c23.vocab_size, c23.max_position_embeddings, c23.type_vocab_size, c23.hidden_act) == (32000, 512, 2, "gelu")
+    assert c23.layer_norm_eps == 1e-12 and student_config("kominilm-68m").intermediate_size == 3072
+
+    teacher = _bert(layers=4, hidden=64)
+    same_width = student_config({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                 "intermediate_size": 128}, teacher.config)
+    student, copied = build_student(same_width, teacher, [(0, 1), (1, 3)])
+    assert torch.equal(student.encoder.layer[1].output.dense.weight, teacher.encoder.layer[3].output.dense.weight)
+    assert torch.equal(student.embeddings.word_embeddings.weight, teacher.embeddings.word_embeddings.weight)
+    assert "encoder.layer.0.attention.self.query.weight" in copied
+    narrow = student_config({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}, teacher.config)
+    assert build_student(narrow, teacher, [(0, 1), (1, 3)])[1] == []

@@ -79,6 +79,7 @@ def _run_cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_same_loss_sequence(teacher_dir, distill_corpus, tmp_path):
     student = write_student_config(tmp_path / "student.json")
     common = dict(max_steps=60, batch_size=4, max_length=32, checkpoint_every=5, lr=3e-3)
@@ -131,6 +132,9 @@ def test_bad_inputs_fail_before_training(teacher_dir, distill_corpus, tmp_path, 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")
     assert "no non-empty document" in _bad(capsys, _run_args(teacher_dir, empty, out, student))
+    # Several paths may follow one --corpus; each is checked.
+    err = _bad(capsys, _run_args(teacher_dir, distill_corpus, out, student, str(empty)))
+    assert "empty.txt: the corpus file has no non-empty document" in err
 
     latin = tmp_path / "cp949.txt"
     latin.write_bytes("첫 줄\n둘째 줄\n".encode() + "셋째 줄".encode("cp949") + b"\n")

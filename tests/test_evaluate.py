@@ -114,3 +114,18 @@ def test_run_task_on_real_data_writes_json(data_dir: Path, tiny_encoder, tmp_pat
     ret = run_task(tiny_encoder, "korquad-retrieval", max_samples=50)
     assert ret["queries"] == 50 and ret["corpus"] == 960
     assert 0 <= ret["mrr@10"] <= ret["recall@10"] <= ret["recall@100"] <= 1
+
+
+def test_tfidf_baseline_hand_made() -> None:
+    from koembed.baselines import tfidf_retrieval, tfidf_sts
+    from koembed.evaluate import RetrievalData
+
+    pairs = [{"sentence1": "고양이가 잔다", "sentence2": "고양이가 잔다", "score": 5.0},
+             {"sentence1": "고양이가 잔다", "sentence2": "고양이가 논다", "score": 3.0},
+             {"sentence1": "고양이가 잔다", "sentence2": "비행기 이륙", "score": 0.0}]
+    assert tfidf_sts(pairs, [p["sentence2"] for p in pairs])["spearman"] == pytest.approx(100)
+    data = RetrievalData(corpus={"d1": "서울은 한국의 수도이다", "d2": "고양이는 잠을 많이 잔다"},
+                         queries={"q1": "한국의 수도는?", "q2": "고양이는 얼마나 자나?"},
+                         qrels={"q1": {"d1"}, "q2": {"d2"}})
+    m = tfidf_retrieval(data, ks=(1,))
+    assert m["recall@1"] == 1.0 and m["mrr@10"] == 1.0

@@ -76,12 +76,6 @@ def test_nfd_input_reaches_the_tokenizer_as_syllables_through_koembed(tokenizers
         assert_syllables_survive(tokenizers[kind], normalize(nfd), sentence)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transformers 5 loads tokenizer_class BertTokenizer by rebuilding its normalizer from do_lower_case/"
-    "strip_accents, dropping the NFC step saved in tokenizer.json, so NFD text becomes [UNK] outside koembed. "
-    "Fix in distill/tokenizer.py: save with tokenizer_class PreTrainedTokenizerFast so tokenizer.json loads as is.",
-)
 @pytest.mark.parametrize("kind", ["bert", "sentence-transformers"])
 def test_the_saved_tokenizer_alone_handles_nfd_input(tokenizers, kind):
     tok = tokenizers[kind]

@@ -65,12 +65,12 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     from distill.tiny import build_tiny_bert
-    from koembed.evaluate import run_task, save_results
+    from koembed.baselines import tfidf_sts
+    from koembed.evaluate import load_task_data, run_task, save_results
+    from koembed.korean_data import read_korsts
     from koembed.paths import data_dir
     from koembed.train import StageConfig, TrainConfig, train
 
-    sys.path.append(str(here))
-    from tfidf_baseline import run as tfidf_run
 
     torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
@@ -84,7 +84,9 @@ def main() -> None:
                       eval_steps=0, save_steps=500, logging_steps=25, quiet=args.quiet)
     out = train(cfg)
     results = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
-    tfidf = tfidf_run(root)["korsts-test"]["spearman"]
+    train_pairs = read_korsts(root / "korsts" / "sts-train.tsv")
+    fit_texts = [s for p in train_pairs for s in (p["sentence1"], p["sentence2"])]
+    tfidf = tfidf_sts(load_task_data("korsts-test", root), fit_texts)["spearman"]
     report = {
         "preset": args.preset, "arch": preset["arch"], "max_steps": args.max_steps,
         "config": f"{out}/koembed_train_config.json",
