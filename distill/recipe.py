@@ -126,8 +126,9 @@ class Recipe:
     def stage_student(self) -> dict[str, Any]:
         from distill.train import DistillConfig, distill
 
+        student = str(self._arch_json("student", self.cfg.student))
         cfg = DistillConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "student"),
-                            teacher=str(self.out / "teacher"), student=str(self._arch_json("student", self.cfg.student)),
+                            teacher=str(self.out / "teacher"), student=student,
                             max_length=self.cfg.max_length, resume=_has_checkpoint(self.out / "student"),
                             quiet=self.cfg.quiet, **self.cfg.distill)
         return {"path": str(distill(cfg)), **_final_loss(self.out / "student")}
