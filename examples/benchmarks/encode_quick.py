@@ -25,9 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Scripts here are run by path, which puts this folder first on sys.path, where a benchmark script
-# named like a package (distill.py) would shadow that package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def korsts_sentences(data: Path, n: int) -> list[str]:

@@ -1,6 +1,7 @@
 """Distillation benchmark: hook path vs ``output_attentions`` path, peak memory, per-step FLOPs, bytes/token.
 
-    .venv/bin/python examples/benchmarks/distill.py [--steps 2] [--rounds 2] [--batch-size 4] [--max-length 128]
+    .venv/bin/python examples/benchmarks/distill_throughput.py [--steps 2] [--rounds 2] [--batch-size 4]
+        [--max-length 128]
         [--tokenizer DIR] [--json docs/distill_bench.json]      (torch threads: $BENCH_THREADS, default 1)
 
 1. Throughput: one training step = frozen teacher forward + student forward/backward + MiniLM loss +
