@@ -7,7 +7,8 @@ The export is checked against the PyTorch pipeline on a padded batch before it i
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -50,7 +51,8 @@ def export_model(source: ModelSource, spec: PipelineSpec, out_dir: Path) -> dict
     example = _example_batch(tokenizer, len(inputs))
     seq = torch.export.Dim("seq", min=2, max=int(encoder.config.max_position_embeddings))
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.no_grad(), warnings.catch_warnings():
+    # The exporter reports progress on stdout, which may be a JSONL stream (`koembed encode -o -`).
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
@@ -137,6 +139,3 @@ def _verify(path: Path, feed: dict[str, np.ndarray], expected: np.ndarray, name:
             "use --backend torch"
         )
 
-
-def write_manifest(out_dir: Path, fields: dict[str, Any]) -> None:
-    (out_dir / "manifest.json").write_text(json.dumps(fields, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -10,8 +10,11 @@ quantised. The presets are the ones measured in docs/benchmarks.md (## Encoding)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,22 +113,36 @@ def quantize_model(fp32_dir: Path, out_dir: Path, cfg: QuantConfig, manifest: di
         op_types_to_quantize=["MatMul"], per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
         weight_type=QuantType.QInt8, nodes_to_quantize=selected,
     )
-    if cfg.method == "dynamic":
-        quantize_dynamic(str(src), str(target), **common)
-    elif cfg.method == "static":
-        from onnxruntime.quantization import CalibrationMethod
+    # ORT's quantiser prints progress to stdout and warns on the root logger; stdout may be a JSONL stream.
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
+        if cfg.method == "dynamic":
+            quantize_dynamic(str(src), str(target), **common)
+        elif cfg.method == "static":
+            from onnxruntime.quantization import CalibrationMethod
 
-        reader = _CalibrationReader(fp32_dir, manifest, _calibration_texts(cfg.calibration_texts))
-        quantize_static(
-            str(src), str(target), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-            calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                              "entropy": CalibrationMethod.Entropy}[cfg.calibrate_method],
-            extra_options={"CalibMovingAverage": cfg.calibrate_method == "minmax"}, **common,
-        )
-    else:
-        raise KoembedError(f"unknown quantization method {cfg.method!r} (dynamic or static)")
+            methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                       "entropy": CalibrationMethod.Entropy}
+            reader = _CalibrationReader(fp32_dir, manifest, _calibration_texts(cfg.calibration_texts))
+            quantize_static(
+                str(src), str(target), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                calibrate_method=methods[cfg.calibrate_method],
+                extra_options={"CalibMovingAverage": cfg.calibrate_method == "minmax"}, **common,
+            )
+        else:
+            raise KoembedError(f"unknown quantization method {cfg.method!r} (dynamic or static)")
     (out_dir / "tokenizer.json").write_bytes((fp32_dir / "tokenizer.json").read_bytes())
     return {"file": target.name, "quantization": asdict(cfg), "quantized_matmuls": len(selected)}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _calibration_texts(n: int) -> list[str]:

@@ -1,0 +1,60 @@
+"""README command (a): encode ``examples/texts.txt``, index it, and search it, as a user would from the shell.
+
+Uses the embedded default model when this install ships one; otherwise (no Hub access here) it
+first builds a tiny Korean model offline with ``distill.tiny`` — a trained WordPiece tokenizer and
+a *randomly initialised* 2-layer BERT — so every command runs, but the search results then carry
+no meaning. Outputs go to ``.cache/demo/``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / ".cache" / "demo"
+KOEMBED = [sys.executable, "-m", "koembed"]
+QUERIES = ["내일 날씨는 어떤가요?", "맛있는 한국 음식", "축구 경기 결과"]
+
+
+def demo_model() -> list[str]:
+    """``--model`` arguments: none when the embedded default exists, else a tiny model built here."""
+    from koembed.model_source import default_model
+
+    if Path(default_model()).is_dir():
+        print(f"demo: using the embedded default model {default_model()}", file=sys.stderr)
+        return []
+    tiny = OUT / "tiny-model"
+    if not (tiny / "config.json").is_file():
+        from distill.tiny import build_tiny_bert
+
+        print("demo: no embedded default model in this install: building a tiny random-weight model "
+              f"offline at {tiny} (its search results are not meaningful)", file=sys.stderr)
+        build_tiny_bert((HERE / "texts.txt").read_text(encoding="utf-8").splitlines(), tiny, vocab_size=1500)
+    return ["--model", str(tiny)]
+
+
+def run(args: list[str]) -> None:
+    print("$ koembed " + " ".join(shlex.quote(a) for a in args[len(KOEMBED):]), file=sys.stderr, flush=True)
+    subprocess.run(args, check=True)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    model = demo_model()
+    texts = str(HERE / "texts.txt")
+    run([*KOEMBED, "encode", texts, "-o", str(OUT / "texts.npy"), *model])
+    run([*KOEMBED, "index", texts, "-o", str(OUT / "index"), *model])
+    run([*KOEMBED, "info", str(OUT / "index")])
+    for query in QUERIES:
+        run([*KOEMBED, "search", str(OUT / "index"), query, "-k", "3"])
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)
