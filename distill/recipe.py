@@ -65,7 +65,7 @@ class Recipe:
     """Runs the stages in order; each is a method ``stage_<name>`` returning a JSON-able result."""
 
     STAGES = ("corpus", "tokenizer", "teacher", "student", "random_student",
-              "sentence_student", "sentence_random", "sentence_teacher", "evaluate", "bench", "package")
+              "sentence_student", "sentence_random", "sentence_teacher", "evaluate", "package", "bench")
 
     def __init__(self, config: RecipeConfig, log: Callable[[str], None] = print) -> None:
         self.cfg = config
@@ -215,7 +215,7 @@ class Recipe:
 
         out = self.out / f"sentence_{name}" / "model"
         cfg = TrainConfig.from_dict({**self.cfg.sentence, "base_model": str(base), "data_dir": str(self.data),
-                                     "output_dir": str(out), "resume": _has_checkpoint(out),
+                                     "output_dir": str(out), "resume": True,
                                      "quiet": self.cfg.quiet})
         folder = train(cfg)
         return {"path": str(folder)}

@@ -19,7 +19,7 @@ PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_NAME = "kominilm-nano-sts"
 # Files that determine the vectors: weights, tokenizer, architecture and module configs.
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
-_FINGERPRINT_SKIP_DIRS = {"onnx", ".cache", "runs", "eval"}
+_FINGERPRINT_SKIP_DIRS = {"onnx", ".cache", "runs", "eval", "checkpoints"}
 # Run logs and configs saved beside a model describe how it was made, not what it computes.
 _FINGERPRINT_SKIP_FILES = {
     "README.md", "koembed_train_config.json", "eval_results.json", "trainer_state.json", "distill_config.json",

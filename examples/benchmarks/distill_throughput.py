@@ -28,10 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-# This file is named like the package it measures: keep its own folder off the import path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 TEACHER = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
            "vocab_size": 32000}
 PEAK_BF16 = {"A100 (312 TFLOP/s bf16)": 312e12, "H100 SXM (989 TFLOP/s bf16 dense)": 989e12}

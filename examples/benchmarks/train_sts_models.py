@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -61,9 +60,6 @@ def main() -> None:
 
     import torch
 
-    # This folder is first on sys.path for a script, and its distill.py would shadow the distill package.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     from distill.tiny import build_tiny_bert
     from koembed.baselines import tfidf_sts
     from koembed.evaluate import load_task_data, run_task, save_results
