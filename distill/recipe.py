@@ -192,7 +192,7 @@ class Recipe:
     def stage_package(self) -> dict[str, Any]:
         from distill.package import package_model
 
-        return package_model(self.out / "sentence_student" / "model", Path(self.cfg.package_dir), self.out)
+        return package_model(self.out / "sentence_student" / "model", Path(self.cfg.package_dir), self.out, self.data)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from koembed.backends import load_backend
-from koembed.model_source import fingerprint, resolve_model
+from koembed.model_source import model_fingerprint, resolve_model
 from koembed.text import normalize as normalize_text
 
 # Below this many texts a progress bar is noise.
@@ -65,7 +65,7 @@ class KoMiniLMEncoder:
         self.backend_name = backend
         self._backend = load_backend(backend, self.source, device=device, max_seq_length=max_seq_length,
                                      **backend_options)
-        self.fingerprint = fingerprint(self.source.path, extra=f"kind={self.source.kind};normalize={normalize}")
+        self.fingerprint = model_fingerprint(self.source, normalize)
         self.last_stats = EncodeStats()
 
     @property

@@ -100,6 +100,11 @@ def fingerprint(path: str | Path, extra: str = "") -> str:
     return h.hexdigest()
 
 
+def model_fingerprint(source: ModelSource, normalize: bool = True) -> str:
+    """The fingerprint ``KoMiniLMEncoder`` reports: the files plus how vectors are pooled and normalised."""
+    return fingerprint(source.path, extra=f"kind={source.kind};normalize={normalize}")
+
+
 def _fingerprint_files(root: Path) -> list[Path]:
     out = []
     for f in root.rglob("*"):

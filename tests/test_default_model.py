@@ -1,0 +1,56 @@
+"""The embedded default model: loads offline, keeps its fingerprint, and scores what its card says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from koembed.model_source import DEFAULT_MODEL_NAME, PACKAGE_MODELS
+
+DEFAULT = PACKAGE_MODELS / DEFAULT_MODEL_NAME
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT / "modules.json").is_file(),
+    reason=f"no embedded default model at {DEFAULT} (made by `python -m distill recipe nano`)",
+)
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return json.loads((DEFAULT / "koembed_model.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from koembed import KoMiniLMEncoder
+
+    return KoMiniLMEncoder()
+
+
+def test_default_model_loads_offline_and_is_small(encoder, card):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    assert Path(encoder.source.path) == DEFAULT.resolve()
+    vecs = encoder.encode(["오늘 날씨가 맑다", "내일은 비가 온다"])
+    assert vecs.shape == (2, encoder.dim)
+    size = sum(f.stat().st_size for f in DEFAULT.rglob("*") if f.is_file())
+    assert size <= 20 * 1024 * 1024
+
+
+def test_default_model_fingerprint_is_the_one_recorded_when_packaged(encoder, card):
+    assert encoder.fingerprint == card["fingerprint"]
+    code = "from koembed import KoMiniLMEncoder; print(KoMiniLMEncoder().fingerprint)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == card["fingerprint"]
+
+
+def test_default_model_korsts_test_spearman_matches_its_card(encoder, card, data_dir):
+    from koembed.evaluate import run_task
+
+    measured = run_task(encoder, "korsts-test", data_dir)["spearman"]
+    assert abs(measured - card["korsts_test_as_shipped"]) <= 0.5
+    assert abs(measured - card["scores"]["d_distilled"]["korsts-test"]) <= 0.5
