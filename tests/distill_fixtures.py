@@ -16,7 +16,10 @@ def korean_lines(data_dir: Path | None, n: int = 1500) -> list[str]:
     if data_dir is not None and (data_dir / HATE_UNLABELED).is_file():
         lines = (data_dir / HATE_UNLABELED).read_text(encoding="utf-8").splitlines()
         return [ln for ln in lines if ln.strip()][:n]
-    return [ln for ln in EXAMPLE_TEXTS.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    # Without the shared data: the example texts, repeated to n lines so that sharding over blocks of
+    # records still gives every process data (the contents matter less than the count here).
+    lines = [ln for ln in EXAMPLE_TEXTS.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return (lines * (n // len(lines) + 1))[:n]
 
 
 def build_teacher(texts: list[str], out: Path, layers: int = 4, hidden: int = 64, heads: int = 4,
