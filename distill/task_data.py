@@ -151,10 +151,9 @@ def _words_from_units(units: list[tuple[object, str, str]]) -> tuple[list[str], 
     return words, tags
 
 
-def read_klue_ner(path: Path, report: RowReport) -> list[dict]:
-    """KLUE NER TSV: ``## id<TAB>annotated sentence`` header, one ``char<TAB>tag`` row per character
-    (spaces included), blank line between sentences; characters are merged into words."""
-    name, out, units, wid = str(path), [], [], 0
+def _sentence_sink(name: str, out: list[dict], report: RowReport):
+    """``(units, flush)``: collect (word id, unit, tag) rows; ``flush()`` turns them into one sentence."""
+    units: list = []
 
     def flush() -> None:
         if units:
@@ -162,6 +161,15 @@ def read_klue_ner(path: Path, report: RowReport) -> list[dict]:
             out.append({"tokens": words, "tags": tags})
             report.kept(name)
             units.clear()
+
+    return units, flush
+
+
+def read_klue_ner(path: Path, report: RowReport) -> list[dict]:
+    """KLUE NER TSV: ``## id<TAB>annotated sentence`` header, one ``char<TAB>tag`` row per character
+    (spaces included), blank line between sentences; characters are merged into words."""
+    name, out, wid = str(path), [], 0
+    units, flush = _sentence_sink(name, out, report)
 
     for lineno, line in enumerate(iter_lines(path, errors="replace"), start=1):
         if line.startswith("##"):
@@ -186,14 +194,8 @@ def read_klue_ner(path: Path, report: RowReport) -> list[dict]:
 def read_kmou_ner(path: Path, report: RowReport) -> list[dict]:
     """KMOU NER (2016 KLP): ``; raw`` and ``$tagged`` lines, then ``word-index morph POS tag`` rows (``B_PS``);
     morphemes are merged into words by their index."""
-    name, out, units = str(path), [], []
-
-    def flush() -> None:
-        if units:
-            words, tags = _words_from_units(units)
-            out.append({"tokens": words, "tags": tags})
-            report.kept(name)
-            units.clear()
+    name, out = str(path), []
+    units, flush = _sentence_sink(name, out, report)
 
     for lineno, line in enumerate(iter_lines(path, errors="replace"), start=1):
         if line.startswith(";") or not line.strip():
