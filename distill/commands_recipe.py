@@ -18,7 +18,7 @@ def recipe_command(
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
-    """Run tokenizer -> MLM teacher -> distillation -> sentence training -> evaluation -> bench -> package.
+    """Run tokenizer -> MLM teacher -> distillation -> sentence training -> evaluation -> package -> bench.
 
     Finished stages are skipped on a rerun and interrupted ones resume from their checkpoints.
     """

@@ -1,7 +1,7 @@
 """``python -m distill recipe nano``: the whole KoMiniLM pipeline at a scale two CPU cores can run.
 
 corpus -> WordPiece tokenizer -> MLM teacher -> MiniLM-distilled student -> sentence training
-(NLI/pair stage, then KorSTS) -> evaluation -> benchmark suite -> packaged default model.
+(NLI/pair stage, then KorSTS) -> evaluation -> packaged default model -> benchmark suite.
 
 It is a scale model of the real run (``klue/bert-base`` -> KoMiniLM-23M on 20 GB) that uses the
 same code. Every stage writes ``<stage>/stage.json`` when it finishes, so a rerun skips finished
