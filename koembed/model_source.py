@@ -8,10 +8,12 @@ same code path serves local folders and the Hub.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from koembed.errors import ModelNotFoundError
 
@@ -88,16 +90,32 @@ def fingerprint(path: str | Path, extra: str = "") -> str:
     model keeps its fingerprint while any weight change alters it. Needs no torch import.
     """
     root = Path(path)
+    files = sorted(_fingerprint_files(root))
+    # The contents are hashed once per process and state of the files: the encoder's fingerprint and
+    # the ONNX cache key hash the same weights with different ``extra`` settings.
+    signature = tuple((f.relative_to(root).as_posix(), *_stat_key(f)) for f in files)
+    h = _files_hash(str(root.resolve()), signature).copy()
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _stat_key(f: Path) -> tuple[int, int]:
+    st = f.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=16)
+def _files_hash(root: str, signature: tuple[tuple[str, int, int], ...]) -> Any:
+    """blake2b over (relative path, contents) of the files in ``signature``; callers must ``.copy()`` it."""
     h = hashlib.blake2b(digest_size=16)
-    for f in sorted(_fingerprint_files(root)):
-        h.update(f.relative_to(root).as_posix().encode())
+    for rel, _size, _mtime in signature:
+        h.update(rel.encode())
         h.update(b"\0")
-        with f.open("rb") as fh:
+        with (Path(root) / rel).open("rb") as fh:
             for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(chunk)
         h.update(b"\0")
-    h.update(extra.encode())
-    return h.hexdigest()
+    return h
 
 
 def model_fingerprint(source: ModelSource, normalize: bool = True) -> str:
