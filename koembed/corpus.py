@@ -157,10 +157,7 @@ def _jsonl(lines: Iterator[str], name: str, text_field: str, id_field: str, meta
                 raise _Bad(f"malformed JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(obj, dict):
                 raise _Bad(f"expected a JSON object, got {type(obj).__name__}")
-            text = obj.get(text_field)
-            if not isinstance(text, str):
-                what = "missing" if text is None else f"not a string ({type(text).__name__})"
-                raise _Bad(f"text field {text_field!r} is {what}")
+            text = _text_value(obj.get(text_field), f"text field {text_field!r}")
             metadata = _metadata_object(obj.get(metadata_field), metadata_field)
             id_ = _id_value(obj.get(id_field), id_field, lineno)
         except _Bad as exc:
@@ -169,6 +166,13 @@ def _jsonl(lines: Iterator[str], name: str, text_field: str, id_field: str, meta
         rec = _emit(stats, id_, text, metadata, lineno)
         if rec is not None:
             yield rec
+
+
+def _text_value(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        what = "missing" if value is None else f"not a string ({type(value).__name__})"
+        raise _Bad(f"{where} is {what}")
+    return value
 
 
 def _id_value(value: Any, id_field: str, fallback: int) -> str:
@@ -261,10 +265,7 @@ def _parquet(path: Path, text_field: str, id_field: str, metadata_field: str, sk
         for j in range(batch.num_rows):
             row_no += 1
             try:
-                text = columns[text_field][j]
-                if not isinstance(text, str):
-                    what = "missing" if text is None else f"not a string ({type(text).__name__})"
-                    raise _Bad(f"text column {text_field!r} is {what}")
+                text = _text_value(columns[text_field][j], f"text column {text_field!r}")
                 metadata = (_metadata_object(columns[metadata_field][j], metadata_field) if meta_i is not None
                             else {h: columns[h][j] for h in rest})
                 id_ = _id_value(columns[id_field][j] if id_i is not None else None, id_field, row_no)
