@@ -238,6 +238,27 @@ class _SubStreams:
             yield ids, mask, st.to_dict(), sub
 
 
+def _substreams_dataset_class() -> type:
+    """``SubStreamsDataset``, built on first use so that importing this module does not import torch.
+
+    It becomes a module attribute (not a class made anew in each :func:`open_batches`) so that pickle
+    finds it by name: DataLoader workers started with ``spawn`` or ``forkserver`` get the dataset pickled.
+    """
+    cls = globals().get("SubStreamsDataset")
+    if cls is None:
+        import torch
+
+        cls = type("SubStreamsDataset", (_SubStreams, torch.utils.data.IterableDataset), {"__module__": __name__})
+        globals()["SubStreamsDataset"] = cls
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SubStreamsDataset":
+        return _substreams_dataset_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_batches(sources: list[str], tokenizer: Any, max_length: int, batch_size: int, rank: int = 0,
                  world_size: int = 1, text_field: str = "text", shard: str = "documents", workers: int = 0,
                  position: dict[str, Any] | None = None):
@@ -264,8 +285,7 @@ def open_batches(sources: list[str], tokenizer: Any, max_length: int, batch_size
     if workers:
         args = dict(sources=sources, tokenizer=tokenizer, max_length=max_length, batch_size=batch_size, rank=rank,
                     world_size=world_size, text_field=text_field, shard=shard)
-        dataset = type("SubStreams", (_SubStreams, torch.utils.data.IterableDataset), {})(args, states,
-                                                                                         position["next"])
+        dataset = _substreams_dataset_class()(args, states, position["next"])
         source = iter(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, prefetch_factor=4))
     else:
         stream = PackedStream(sources, tokenizer, max_length, batch_size, rank, world_size, text_field, states[0],

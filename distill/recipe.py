@@ -35,6 +35,7 @@ class RecipeConfig:
     output_dir: str = "runs/recipe-nano"
     data_dir: str | None = None
     vocab_size: int = 12000
+    limit_alphabet: int = 1500  # characters kept as WordPiece's base alphabet (see distill.tokenizer)
     max_length: int = 128
     teacher: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the MLM teacher
     student: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the distilled student
@@ -111,6 +112,7 @@ class Recipe:
 
         with self.corpus_path.open(encoding="utf-8") as fh:
             train_wordpiece((line.rstrip("\n") for line in fh), self.tokenizer_dir, vocab_size=self.cfg.vocab_size,
+                            limit_alphabet=self.cfg.limit_alphabet,
                             model_max_length=self.cfg.max_length)
         return {"vocab_size": len(AutoTokenizer.from_pretrained(self.tokenizer_dir))}
 

@@ -22,8 +22,15 @@ def train_wordpiece(
     vocab_size: int = 8000,
     min_frequency: int = 2,
     model_max_length: int = 512,
+    limit_alphabet: int | None = 2000,
 ) -> Path:
-    """Train WordPiece on ``texts`` (an iterable of strings, streamed) and save it as a fast tokenizer folder."""
+    """Train WordPiece on ``texts`` (an iterable of strings, streamed) and save it as a fast tokenizer folder.
+
+    ``limit_alphabet`` keeps the N most frequent characters as the base alphabet (rarer ones become
+    ``[UNK]``). Korean web text holds thousands of distinct syllables, Hanja and emoji; each kept one
+    costs two entries (``x`` and ``##x``), so without a limit the alphabet alone fills a small
+    vocabulary and no merge is ever learned: the model becomes character-level.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -36,6 +43,7 @@ def train_wordpiece(
         min_frequency=min_frequency,
         special_tokens=SPECIAL_TOKENS,
         continuing_subword_prefix="##",
+        **({} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}),
     )
     tok.train_from_iterator(_batches(texts), trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")

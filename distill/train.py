@@ -54,7 +54,7 @@ class LoopConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 42
-    mixed_precision: str = "auto"  # auto (bf16/fp16 on GPU, none on CPU), no, bf16, fp16
+    mixed_precision: str = "auto"  # auto (bf16/fp16 on GPU, bf16 on CPUs with AMX-BF16, else none), no, bf16, fp16
     resume: bool = False
     quiet: bool = False
 
@@ -70,13 +70,34 @@ class DistillConfig(LoopConfig):
     attention_path: str = "hooks"  # hooks (Q/K from hooks, SDPA kept) | attentions (eager output_attentions)
 
 
+def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on CPUs with AMX-BF16 tiles, where bf16 matmuls beat fp32 (measured 1.4-1.5x on a 2-core Xeon).
+
+    Elsewhere (AVX2-only parts such as AMD Zen 3) bf16 is emulated and several times slower than fp32.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8") as fh:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in fh)
+    except OSError:
+        return False
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """``auto`` -> what is fast on this machine: bf16/fp16 on a GPU, bf16 on an AMX CPU, else none."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "no"
+
+
 def make_accelerator(cfg: LoopConfig):
     import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    mp = cfg.mixed_precision
-    if mp == "auto":
-        mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
+    mp = resolve_mixed_precision(cfg.mixed_precision)
     # The taps stop the forward after the last mapped layer's projections, so later weights get no gradient.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     # Without an accelerator, Accelerate only sets up gloo DDP under torchrun when told it runs on CPU.

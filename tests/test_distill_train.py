@@ -256,3 +256,33 @@ def test_documents_sharding_gives_whole_files_when_there_are_enough(teacher_dir,
     r1 = _take(PackedStream([str(a), str(b)], tok, 32, 2, rank=1, world_size=2), 2)
     alone = _take(PackedStream([str(b)], tok, 32, 2), 2)
     assert all(torch.equal(x[0], y[0]) for x, y in zip(r1, alone, strict=True))
+
+
+def test_the_worker_dataset_pickles_for_spawned_workers(teacher_dir, distill_corpus):
+    import pickle
+
+    from transformers import AutoTokenizer
+
+    from distill.data import StreamState, SubStreamsDataset
+
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    args = dict(sources=[str(distill_corpus)], tokenizer=tok, max_length=32, batch_size=2, rank=0, world_size=1,
+                text_field="text", shard="documents")
+    ds = pickle.loads(pickle.dumps(SubStreamsDataset(args, [StreamState(), StreamState()], 1)))
+    assert isinstance(ds, torch.utils.data.IterableDataset) and ds.offset == 1
+
+
+def test_auto_precision_uses_bf16_only_on_cpus_with_amx(tmp_path, monkeypatch):
+    from distill import train
+
+    amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 amx_bf16 amx_tile\n")
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert train.cpu_has_fast_bf16(str(amx)) and not train.cpu_has_fast_bf16(str(avx2))
+    assert not train.cpu_has_fast_bf16(str(tmp_path / "missing"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: False)
+    assert train.resolve_mixed_precision("auto") == "no"
+    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: True)
+    assert train.resolve_mixed_precision("auto") == "bf16"
+    assert train.resolve_mixed_precision("no") == "no"
