@@ -124,6 +124,18 @@ def _tsv_rows(path: Path, skip_header: bool, report: RowReport) -> Iterator[tupl
         yield lineno, next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+def _tsv_table(p: Path, report: RowReport, ncols: int, skip_header: bool, columns: str = "") -> Iterator[
+        tuple[int, list[str]]]:
+    """The rows of a TSV that have exactly ``ncols`` columns, each counted as read; other rows reported."""
+    name = str(p)
+    for lineno, cols in _tsv_rows(p, skip_header, report):
+        report.read(name)
+        if len(cols) != ncols:
+            report.bad(name, lineno, f"expected {ncols} tab-separated columns{columns}, found {len(cols)}")
+            continue
+        yield lineno, cols
+
+
 def _pair(report: RowReport, name: str, lineno: int, s1: str, s2: str) -> tuple[str, str] | None:
     a, b = normalize(s1), normalize(s2)
     if not a or not b:
@@ -148,11 +160,7 @@ def read_korsts(path: str | Path, report: RowReport | None = None) -> list[dict]
     """KorSTS TSV -> ``[{"sentence1", "sentence2", "score" (0..5), "line"}]``."""
     p, report = _check_file(path), _report(report)
     name, out = str(p), []
-    for lineno, cols in _tsv_rows(p, True, report):
-        report.read(name)
-        if len(cols) != 7:
-            report.bad(name, lineno, f"expected 7 tab-separated columns, found {len(cols)}")
-            continue
+    for lineno, cols in _tsv_table(p, report, 7, skip_header=True):
         score = _parse_score(report, name, lineno, cols[4])
         pair = _pair(report, name, lineno, cols[5], cols[6]) if score is not None else None
         if pair is None:
@@ -166,11 +174,7 @@ def read_kornli(path: str | Path, report: RowReport | None = None) -> list[dict]
     """KorNLI TSV -> ``[{"sentence1", "sentence2", "label" in NLI_LABELS, "line"}]``."""
     p, report = _check_file(path), _report(report)
     name, out = str(p), []
-    for lineno, cols in _tsv_rows(p, True, report):
-        report.read(name)
-        if len(cols) != 3:
-            report.bad(name, lineno, f"expected 3 tab-separated columns, found {len(cols)}")
-            continue
+    for lineno, cols in _tsv_table(p, report, 3, skip_header=True):
         label = cols[2].strip()
         if label not in NLI_LABELS:
             report.bad(name, lineno, f"unknown gold_label {label!r} (expected one of {', '.join(NLI_LABELS)})")
@@ -307,12 +311,8 @@ def read_parakqc(path: str | Path, report: RowReport | None = None, as_pairs: bo
     p, report = _check_file(path), _report(report)
     name = str(p)
     groups: list[dict] = []
-    for lineno, cols in _tsv_rows(p, False, report):
-        report.read(name)
+    for lineno, cols in _tsv_table(p, report, 3, skip_header=False, columns=" (type, subtype, sentence)"):
         set_id = (lineno - 1) // PARAKQC_SET_SIZE
-        if len(cols) != 3:
-            report.bad(name, lineno, f"expected 3 tab-separated columns (type, subtype, sentence), found {len(cols)}")
-            continue
         text = normalize(cols[2])
         if not text:
             report.bad(name, lineno, "empty sentence")
