@@ -281,8 +281,11 @@ def test_auto_precision_uses_bf16_only_on_cpus_with_amx(tmp_path, monkeypatch):
     assert train.cpu_has_fast_bf16(str(amx)) and not train.cpu_has_fast_bf16(str(avx2))
     assert not train.cpu_has_fast_bf16(str(tmp_path / "missing"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("KOEMBED_CPU_BF16", raising=False)
     monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: False)
     assert train.resolve_mixed_precision("auto") == "no"
     monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: True)
     assert train.resolve_mixed_precision("auto") == "bf16"
     assert train.resolve_mixed_precision("no") == "no"
+    monkeypatch.setenv("KOEMBED_CPU_BF16", "0")
+    assert train.resolve_mixed_precision("auto") == "no"

@@ -1,0 +1,106 @@
+"""Masked-LM settings side by side: does the teacher leave the unigram plateau? (docs/recipe.md)
+
+    python examples/benchmarks/mlm_plateau_sweep.py CORPUS.txt TOKENIZER_DIR OUT_DIR
+
+Runs each setting of CONFIGS (the nano teacher's shape, 20.5M tokens each) in its own process, then
+measures the masked tokens' loss on 2,000 corpus lines with their real context and with every other
+token masked too: the gap is how much of the context the model uses. Meant for a GPU, where all
+eight run together in about three minutes (docs/results/mlm-plateau-h100.json).
+"""
+
+import itertools
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+CONFIGS = {
+    "c1_b32_lr7e-4_do.1": dict(batch_size=32, max_steps=5000, lr=7e-4, dropout=0.1),
+    "c2_b32_lr7e-4_do0": dict(batch_size=32, max_steps=5000, lr=7e-4, dropout=0.0),
+    "c3_b128_lr1e-3_do0": dict(batch_size=128, max_steps=1250, lr=1e-3, dropout=0.0),
+    "c4_b128_lr2e-3_do0": dict(batch_size=128, max_steps=1250, lr=2e-3, dropout=0.0),
+    "c5_b64_lr1e-3_do0": dict(batch_size=64, max_steps=2500, lr=1e-3, dropout=0.0),
+    "c6_b32_lr2e-4_do0": dict(batch_size=32, max_steps=5000, lr=2e-4, dropout=0.0),
+    "c7_b128_lr5e-4_do0": dict(batch_size=128, max_steps=1250, lr=5e-4, dropout=0.0),
+    "c8_b64_lr2e-3_do0_wu10": dict(batch_size=64, max_steps=2500, lr=2e-3, dropout=0.0, warmup_steps=250),
+}
+
+
+def run(name):
+    import torch
+
+    from distill.mlm import MLMConfig, train_mlm
+
+    c = dict(CONFIGS[name])
+    do = c.pop("dropout")
+    os.makedirs(sys.argv[3], exist_ok=True)
+    arch = os.path.join(sys.argv[3], f"arch_{name}.json")
+    json.dump(
+        {
+            "num_hidden_layers": 4,
+            "hidden_size": 256,
+            "num_attention_heads": 4,
+            "intermediate_size": 1024,
+            "max_position_embeddings": 128,
+            "hidden_dropout_prob": do,
+            "attention_probs_dropout_prob": do,
+        },
+        open(arch, "w"),
+    )
+    out = os.path.join(sys.argv[3], name)
+    cfg = MLMConfig(
+        corpus=[sys.argv[1]],
+        output_dir=out,
+        config=arch,
+        tokenizer=sys.argv[2],
+        max_length=128,
+        quiet=True,
+        log_every=25,
+        checkpoint_every=100000,
+        seed=42,
+        **c,
+    )
+    t = time.time()
+    train_mlm(cfg)
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = AutoTokenizer.from_pretrained(out)
+    m = BertForMaskedLM.from_pretrained(out).eval().to(dev)
+    lines = [line.strip() for line in itertools.islice(open(sys.argv[1]), 5000, 7000)]
+    enc = tok(lines, truncation=True, max_length=64, padding=True, return_tensors="pt")
+    g = torch.Generator().manual_seed(0)
+    ids = enc.input_ids
+    mask = enc.attention_mask
+    chosen = (torch.rand(ids.shape, generator=g) < 0.15) & mask.bool() & (ids > 4)
+    inp = ids.clone()
+    inp[chosen] = tok.mask_token_id
+    inp2 = torch.full_like(ids, tok.mask_token_id)
+    inp2[:, 0] = ids[:, 0]
+    with torch.no_grad():
+
+        def f(x):
+            return torch.nn.functional.cross_entropy(
+                m(input_ids=x.to(dev), attention_mask=mask.to(dev)).logits[chosen.to(dev)].float(), ids[chosen].to(dev)
+            ).item()
+
+        a, b = f(inp), f(inp2)
+    logs = [json.loads(line) for line in open(out + "/log.jsonl")]
+    res = {
+        "name": name,
+        "ctx_loss": round(a, 3),
+        "noctx_loss": round(b, 3),
+        "final_train_loss_mean10": round(sum(r["loss"] for r in logs[-10:]) / 10, 3),
+        "seconds": round(time.time() - t, 1),
+        "curve": [(r["step"], round(r["loss"], 3)) for r in logs[::8]],
+    }
+    json.dump(res, open(os.path.join(sys.argv[3], f"{name}.json"), "w"))
+    print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
+
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    ps = [ctx.Process(target=run, args=(n,)) for n in CONFIGS]
+    [p.start() for p in ps]
+    [p.join() for p in ps]
