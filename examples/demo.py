@@ -9,6 +9,7 @@ no meaning. Outputs go to ``.cache/demo/``.
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,9 @@ def main() -> None:
     model = demo_model()
     texts = str(HERE / "texts.txt")
     run([*KOEMBED, "encode", texts, "-o", str(OUT / "texts.npy"), *model])
+    # The demo's index is its own scratch: start it afresh, since an index made by an earlier model
+    # (an older embedded default) is rightly refused rather than mixed with new vectors.
+    shutil.rmtree(OUT / "index", ignore_errors=True)
     run([*KOEMBED, "index", texts, "-o", str(OUT / "index"), *model])
     run([*KOEMBED, "info", str(OUT / "index")])
     for query in QUERIES:
