@@ -83,8 +83,7 @@ def _card_data(run_dir: Path) -> dict[str, Any]:
 def _limits(card: dict[str, Any]) -> str:
     """What the scores say, written from them (the card is regenerated with every run)."""
     scores = card.get("scores") or {}
-    get = lambda key: (scores.get(key) or {}).get("korsts-test")  # noqa: E731
-    a, b, d = get("a_tfidf"), get("b_random"), get("d_distilled")
+    a, b, d = ((scores.get(key) or {}).get("korsts-test") for key in ("a_tfidf", "b_random", "d_distilled"))
     mlm, teacher = card["recipe"].get("mlm", {}), card.get("teacher") or {}
     tokens = mlm.get("max_steps", 0) * mlm.get("batch_size", 0) * card["recipe"].get("max_length", 0)
     lines = []

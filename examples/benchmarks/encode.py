@@ -223,12 +223,13 @@ def main() -> None:
     if "speed" not in args.skip:
         from sentence_transformers import SentenceTransformer
 
-        runners = {"ST.encode defaults": (SentenceTransformer(str(speed_model), device="cpu"), None)}
-        runners["ST.encode defaults"][0].encode(texts[:256])  # warm-up; koembed's warm up in encode_with
+        st = SentenceTransformer(str(speed_model), device="cpu")
+        st.encode(texts[:256])  # warm-up; koembed's encoders warm up in encode_with
+        calls = {"ST.encode defaults": lambda: st.encode(texts)}
+        encoders = {}
         for label, backend, options in variants(args.int8_presets):
-            runners[f"koembed {label}"] = encode_with(speed_model, backend, texts, args.threads, **options)
-        calls = {name: (lambda m=m: m.encode(texts)) if name.startswith("ST") else
-                 (lambda m=m: m.encode(texts, show_progress=False)) for name, (m, _) in runners.items()}
+            encoders[label], _ = encode_with(speed_model, backend, texts, args.threads, **options)
+            calls[f"koembed {label}"] = lambda enc=encoders[label]: enc.encode(texts, show_progress=False)
         # Interleaved rounds (every variant once per round), so a change in machine load hits all alike.
         times = {name: [] for name in calls}
         for _ in range(args.repeats):
@@ -237,7 +238,7 @@ def main() -> None:
                 call()
                 times[name].append(time.perf_counter() - t)
         speed = {name: (len(texts) / statistics.median(ts), len(texts) / min(ts)) for name, ts in times.items()}
-        enc = runners["koembed onnx"][0]
+        enc = encoders["onnx"]
         tokens = enc._backend.token_lengths(texts)
         results["speed"] = speed
         base = speed["ST.encode defaults"][0]

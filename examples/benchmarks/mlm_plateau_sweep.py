@@ -31,23 +31,15 @@ def run(name):
     import torch
 
     from distill.mlm import MLMConfig, train_mlm
+    from distill.recipe import RecipeConfig
 
     c = dict(CONFIGS[name])
     do = c.pop("dropout")
     os.makedirs(sys.argv[3], exist_ok=True)
     arch = os.path.join(sys.argv[3], f"arch_{name}.json")
-    json.dump(
-        {
-            "num_hidden_layers": 4,
-            "hidden_size": 256,
-            "num_attention_heads": 4,
-            "intermediate_size": 1024,
-            "max_position_embeddings": 128,
-            "hidden_dropout_prob": do,
-            "attention_probs_dropout_prob": do,
-        },
-        open(arch, "w"),
-    )
+    shape = RecipeConfig.load("nano").teacher  # the recipe's teacher, with this setting's dropout
+    with open(arch, "w") as fh:
+        json.dump({**shape, "hidden_dropout_prob": do, "attention_probs_dropout_prob": do}, fh)
     out = os.path.join(sys.argv[3], name)
     cfg = MLMConfig(
         corpus=[sys.argv[1]],
@@ -68,7 +60,8 @@ def run(name):
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     tok = AutoTokenizer.from_pretrained(out)
     m = BertForMaskedLM.from_pretrained(out).eval().to(dev)
-    lines = [line.strip() for line in itertools.islice(open(sys.argv[1]), 5000, 7000)]
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        lines = [line.strip() for line in itertools.islice(fh, 5000, 7000)]
     enc = tok(lines, truncation=True, max_length=64, padding=True, return_tensors="pt")
     g = torch.Generator().manual_seed(0)
     ids = enc.input_ids
@@ -86,7 +79,8 @@ def run(name):
             ).item()
 
         a, b = f(inp), f(inp2)
-    logs = [json.loads(line) for line in open(out + "/log.jsonl")]
+    with open(os.path.join(out, "log.jsonl")) as fh:
+        logs = [json.loads(line) for line in fh]
     res = {
         "name": name,
         "ctx_loss": round(a, 3),
@@ -95,7 +89,8 @@ def run(name):
         "seconds": round(time.time() - t, 1),
         "curve": [(r["step"], round(r["loss"], 3)) for r in logs[::8]],
     }
-    json.dump(res, open(os.path.join(sys.argv[3], f"{name}.json"), "w"))
+    with open(os.path.join(sys.argv[3], f"{name}.json"), "w") as fh:
+        json.dump(res, fh)
     print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
 
 
