@@ -96,6 +96,9 @@ def mlm_cmd(
     heads: int = typer.Option(None, "--heads"),
     intermediate_size: int = typer.Option(None, "--intermediate-size"),
     mlm_probability: float = typer.Option(0.15, "--mlm-probability"),
+    word_vectors: bool = typer.Option(False, "--word-vectors", help="Start the word embeddings from PPMI-SVD "
+                                      "co-occurrence vectors of the corpus (one extra pass, about a minute)."),
+    word_vector_window: int = typer.Option(5, "--word-vector-window", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1),
     lr: float = typer.Option(1e-3, "--lr"),

@@ -13,6 +13,7 @@ dev) never enter the tokenizer, MLM, distillation or sentence training: see ``re
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -117,13 +118,17 @@ class Recipe:
         return {"vocab_size": len(AutoTokenizer.from_pretrained(self.tokenizer_dir))}
 
     def stage_teacher(self) -> dict[str, Any]:
-        from distill.mlm import MLMConfig, train_mlm
+        from distill.mlm import MLMConfig, context_gain, train_mlm
 
         cfg = MLMConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "teacher"),
                         config=str(self._arch_json("teacher", self.cfg.teacher)), tokenizer=str(self.tokenizer_dir),
                         max_length=self.cfg.max_length, resume=_has_checkpoint(self.out / "teacher"),
                         quiet=self.cfg.quiet, **self.cfg.mlm)
-        return {"path": str(train_mlm(cfg)), **_final_loss(self.out / "teacher")}
+        folder = train_mlm(cfg)
+        # Whether the teacher has left the unigram plateau, on 2,000 corpus lines (docs/recipe.md).
+        with self.corpus_path.open(encoding="utf-8") as fh:
+            probe = [line.strip() for line in itertools.islice(fh, 5000, 7000)]
+        return {"path": str(folder), **_final_loss(self.out / "teacher"), "context_gain": context_gain(folder, probe)}
 
     def stage_student(self) -> dict[str, Any]:
         from distill.train import DistillConfig, distill

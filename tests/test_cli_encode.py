@@ -356,3 +356,14 @@ def test_python_dash_m_encodes_korean(tmp_path, tiny_st_dir, tiny_encoder):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and "encoded 10 texts" in proc.stderr and "Traceback" not in proc.stderr
     np.testing.assert_allclose(np.load(out), tiny_encoder.encode(KOREAN[:10]), atol=1e-5)
+
+
+def test_usage_errors_print_usage_not_a_traceback(capsys) -> None:
+    from distill.cli import main as distill_main
+
+    assert main(["index", "--no-such-option"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option" in err and "Traceback" not in err
+    assert distill_main(["mlm", "--config", "teacher.json"]) == 2
+    err = capsys.readouterr().err
+    assert "Missing" in err and "--corpus" in err and "Traceback" not in err

@@ -167,9 +167,9 @@ def test_v2_relations_accept_a_different_head_count(teacher_dir, distill_corpus,
 
 
 def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path, capsys):
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoTokenizer
 
-    from distill.mlm import MLMConfig, train_mlm
+    from distill.mlm import MLMConfig, context_gain, train_mlm
 
     cfg = MLMConfig(config=str(write_student_config(tmp_path / "t.json", hidden_size=64, intermediate_size=128)),
                     tokenizer=str(teacher_dir), corpus=[str(distill_corpus)], output_dir=str(tmp_path / "mlm"),
@@ -179,6 +179,13 @@ def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path
     losses = [r["mlm"] for r in read_log(out / "log.jsonl")]
     assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:3]) / 3, losses
     assert AutoModel.from_pretrained(out).config.model_type == "bert"
+    lines = distill_corpus.read_text(encoding="utf-8").splitlines()[:200]
+    gain = context_gain(out, lines)
+    n_words = sum(len(t) for t in AutoTokenizer.from_pretrained(out)(lines, truncation=True, max_length=64,
+                                                                      add_special_tokens=False).input_ids)
+    assert 0.10 * n_words < gain["masked_tokens"] < 0.20 * n_words, (gain, n_words)
+    assert 0 < gain["ctx_loss"] < 12 and 0 < gain["noctx_loss"] < 12
+    assert gain["gain"] == pytest.approx(gain["noctx_loss"] - gain["ctx_loss"], abs=1e-3)
     # The pretrained model serves as a teacher.
     code = distill_main(_run_args(out, distill_corpus, tmp_path / "student", tmp_path / "t.json", "--batch-size", "2",
                                   "--max-length", "32"))

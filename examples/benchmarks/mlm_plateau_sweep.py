@@ -28,9 +28,7 @@ CONFIGS = {
 
 
 def run(name):
-    import torch
-
-    from distill.mlm import MLMConfig, train_mlm
+    from distill.mlm import MLMConfig, context_gain, train_mlm
     from distill.recipe import RecipeConfig
 
     c = dict(CONFIGS[name])
@@ -55,36 +53,15 @@ def run(name):
     )
     t = time.time()
     train_mlm(cfg)
-    from transformers import AutoTokenizer, BertForMaskedLM
-
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    tok = AutoTokenizer.from_pretrained(out)
-    m = BertForMaskedLM.from_pretrained(out).eval().to(dev)
     with open(sys.argv[1], encoding="utf-8") as fh:
         lines = [line.strip() for line in itertools.islice(fh, 5000, 7000)]
-    enc = tok(lines, truncation=True, max_length=64, padding=True, return_tensors="pt")
-    g = torch.Generator().manual_seed(0)
-    ids = enc.input_ids
-    mask = enc.attention_mask
-    chosen = (torch.rand(ids.shape, generator=g) < 0.15) & mask.bool() & (ids > 4)
-    inp = ids.clone()
-    inp[chosen] = tok.mask_token_id
-    inp2 = torch.full_like(ids, tok.mask_token_id)
-    inp2[:, 0] = ids[:, 0]
-    with torch.no_grad():
-
-        def f(x):
-            return torch.nn.functional.cross_entropy(
-                m(input_ids=x.to(dev), attention_mask=mask.to(dev)).logits[chosen.to(dev)].float(), ids[chosen].to(dev)
-            ).item()
-
-        a, b = f(inp), f(inp2)
+    gain = context_gain(out, lines)
     with open(os.path.join(out, "log.jsonl")) as fh:
         logs = [json.loads(line) for line in fh]
     res = {
         "name": name,
-        "ctx_loss": round(a, 3),
-        "noctx_loss": round(b, 3),
+        "ctx_loss": round(gain["ctx_loss"], 3),
+        "noctx_loss": round(gain["noctx_loss"], 3),
         "final_train_loss_mean10": round(sum(r["loss"] for r in logs[-10:]) / 10, 3),
         "seconds": round(time.time() - t, 1),
         "curve": [(r["step"], round(r["loss"], 3)) for r in logs[::8]],

@@ -29,13 +29,11 @@ def run(argv: list[str], typer_app: typer.Typer | None = None, prog_name: str = 
         return 130
     except SystemExit as exc:  # typer/click exit paths (e.g. --help)
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors, from click or from the copy of click that newer typer vendors
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
             return 1
         raise

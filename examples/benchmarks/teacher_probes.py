@@ -1,0 +1,110 @@
+"""Probes for a better small teacher on two CPU cores (docs/recipe.md, third session).
+
+    python examples/benchmarks/teacher_probes.py mlm VARIANT RUN_DIR OUT_DIR
+    python examples/benchmarks/teacher_probes.py vectors RUN_DIR OUT_DIR
+
+``RUN_DIR`` is a finished ``nano`` recipe folder (its corpus, tokenizer, architectures and random
+student are reused). ``mlm`` pretrains the recipe's teacher shape with one change and logs the loss
+(compare the windows with ``RUN_DIR/teacher/log.jsonl``); it runs until killed or ``--steps``.
+VARIANTs: ``sin`` (sinusoidal table as the initial position embeddings, at the embeddings' scale),
+``sinmim`` (that plus mimetic attention init, W_q^T W_k ~ 0.7 I + 0.7 noise), ``short`` (32-token
+segments, batch 32, lr 5e-4), ``vectors`` (PPMI-SVD word vectors as the initial embeddings).
+``vectors`` gives the random student the corpus's PPMI-SVD word vectors, trains it with the
+recipe's sentence stage and prints KorSTS dev/test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def sinusoid(n: int, d: int):
+    import torch
+
+    pos = torch.arange(n).float()[:, None]
+    angle = pos / 10000 ** (torch.arange(0, d, 2).float() / d)
+    table = torch.zeros(n, d)
+    table[:, 0::2], table[:, 1::2] = torch.sin(angle), torch.cos(angle)
+    return table
+
+
+def mlm(variant: str, run: Path, out: Path, steps: int) -> None:
+    import torch
+
+    import distill.mlm as m
+
+    build = m.masked_lm_model
+
+    def patched(config):
+        model = build(config)
+        emb = model.mlm.bert.embeddings.position_embeddings.weight
+        with torch.no_grad():
+            if variant.startswith("sin"):
+                emb.copy_(sinusoid(*emb.shape) * 0.02 * math.sqrt(2))  # entries of std ~0.02, like the init
+            if variant == "sinmim":
+                for layer in model.mlm.bert.encoder.layer:
+                    att = layer.attention.self
+                    d = att.query.weight.shape[0]
+                    u, s, vh = torch.linalg.svd(0.7 * torch.randn(d, d) / math.sqrt(d) + 0.7 * torch.eye(d))
+                    att.query.weight.copy_((u * s.sqrt()).T)
+                    att.key.weight.copy_((vh.T * s.sqrt()).T)
+        return model
+
+    m.masked_lm_model = patched
+    short = variant == "short"
+    cfg = m.MLMConfig(corpus=[str(run / "corpus" / "corpus.txt")], output_dir=str(out / f"mlm-{variant}"),
+                      config=str(run / "teacher_architecture.json"), tokenizer=str(run / "tokenizer" / "tokenizer"),
+                      max_steps=steps, batch_size=32, lr=5e-4 if short else 2e-4, max_length=32 if short else 128,
+                      log_every=25, checkpoint_every=250, seed=42, quiet=True, word_vectors=variant == "vectors")
+    m.train_mlm(cfg)
+
+
+def vectors(run: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from distill.recipe import RecipeConfig
+    from distill.word_vectors import word_vectors
+    from koembed.evaluate import run_task
+    from koembed.train import TrainConfig, train
+
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer" / "tokenizer")
+    model = BertModel.from_pretrained(run / "random_student" / "model")
+    with (run / "corpus" / "corpus.txt").open(encoding="utf-8") as fh:
+        vec, seen = word_vectors((line.rstrip("\n") for line in fh), tok, model.config.hidden_size)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight[torch.from_numpy(seen)] = torch.from_numpy(vec[seen])
+    base = out / "random-with-vectors"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    sentence = RecipeConfig.load("nano").sentence
+    folder = train(TrainConfig.from_dict({**sentence, "base_model": str(base), "output_dir": str(out / "sentence"),
+                                          "resume": True, "quiet": True}))
+    print(json.dumps({k: run_task(str(folder), k)["spearman"] for k in ("korsts-dev", "korsts-test")}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("mlm")
+    p.add_argument("variant", choices=["sin", "sinmim", "short", "vectors"])
+    p.add_argument("run", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--steps", type=int, default=5000)
+    v = sub.add_parser("vectors")
+    v.add_argument("run", type=Path)
+    v.add_argument("out", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "mlm":
+        mlm(args.variant, args.run, args.out, args.steps)
+    else:
+        vectors(args.run, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The recipe's first stages on the real corpus at toy size: outputs, the teacher's context probe, skipping on rerun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.recipe import Recipe, RecipeConfig
+from koembed.errors import InputError
+
+
+def test_corpus_tokenizer_teacher_then_a_rerun_skips_them(data_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = RecipeConfig(output_dir=str(tmp_path / "run"), data_dir=str(data_dir), vocab_size=2000, limit_alphabet=300,
+                       max_length=32,
+                       teacher={"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
+                                "intermediate_size": 64, "max_position_embeddings": 32},
+                       mlm={"max_steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 0}, quiet=True)
+    logs: list[str] = []
+    results = Recipe(cfg, log=logs.append).run(only=["corpus", "tokenizer", "teacher"])
+    assert results["corpus"]["lines"]["korsts-train-1"] == 5749  # KorSTS *train*: never dev or test
+    assert results["tokenizer"]["vocab_size"] <= 2000
+    gain = results["teacher"]["context_gain"]
+    assert gain["masked_tokens"] > 100 and gain["gain"] == pytest.approx(gain["noctx_loss"] - gain["ctx_loss"],
+                                                                          abs=1e-3)
+    saved = json.loads((tmp_path / "run" / "recipe_config.json").read_text(encoding="utf-8"))
+    assert saved["mlm"]["max_steps"] == 3
+
+    logs.clear()
+    again = Recipe(cfg, log=logs.append).run(only=["corpus", "tokenizer", "teacher"])
+    assert again == results and all("done earlier, skipped" in line for line in logs)
+
+
+def test_unknown_recipe_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="known recipes: nano"):
+        RecipeConfig.load("no-such-recipe")
