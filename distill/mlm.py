@@ -116,8 +116,8 @@ def context_gain(model_dir: str | Path, lines: list[str], max_length: int = 64, 
 
     15% of the tokens of each line are masked; ``ctx_loss`` is their cross-entropy as usual,
     ``noctx_loss`` the same with every other token masked too, so only the position is left. A
-    model on the early unigram plateau has ``gain`` near 0; a count-based bigram model gains about
-    1.4 nats on the ``nano`` corpus.
+    model on the early unigram plateau has ``gain`` near 0. For scale: on the ``nano`` recipe's probe
+    lines, the left neighbour alone takes a count-based bigram model from 7.76 to 6.06 nats.
     """
     import torch
     from torch.nn import functional as F

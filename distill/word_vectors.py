@@ -65,8 +65,7 @@ def ppmi(counts, alpha: float = 0.75):
     # log p(w,c) / (p(w) p_alpha(c)): the corpus total cancels, leaving n(w,c) * sum(col) / (row(w) col(c))
     pmi = np.log(counts.data * col_total / (row[r] * col[counts.indices]))
     keep = pmi > 0
-    out = sparse.csr_matrix((pmi[keep], (r[keep], counts.indices[keep])), shape=counts.shape)
-    return out
+    return sparse.csr_matrix((pmi[keep], (r[keep], counts.indices[keep])), shape=counts.shape)
 
 
 def word_vectors(lines: Iterable[str], tokenizer: Any, dim: int, window: int = 5, alpha: float = 0.75,

@@ -2,6 +2,7 @@
 
     python examples/benchmarks/teacher_probes.py mlm VARIANT RUN_DIR OUT_DIR
     python examples/benchmarks/teacher_probes.py vectors RUN_DIR OUT_DIR
+    python examples/benchmarks/teacher_probes.py bigram RUN_DIR
 
 ``RUN_DIR`` is a finished ``nano`` recipe folder (its corpus, tokenizer, architectures and random
 student are reused). ``mlm`` pretrains the recipe's teacher shape with one change and logs the loss
@@ -10,12 +11,15 @@ VARIANTs: ``sin`` (sinusoidal table as the initial position embeddings, at the e
 ``sinmim`` (that plus mimetic attention init, W_q^T W_k ~ 0.7 I + 0.7 noise), ``short`` (32-token
 segments, batch 32, lr 5e-4), ``vectors`` (PPMI-SVD word vectors as the initial embeddings).
 ``vectors`` gives the random student the corpus's PPMI-SVD word vectors, trains it with the
-recipe's sentence stage and prints KorSTS dev/test.
+recipe's sentence stage and prints KorSTS dev/test. ``bigram`` is the yardstick for
+``distill.mlm.context_gain``: the cross-entropy of corpus lines 5,000-7,000 under a unigram model and
+under a left-neighbour bigram model (interpolated with the unigram), both counted on the other lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -87,6 +91,38 @@ def vectors(run: Path, out: Path) -> None:
     print(json.dumps({k: run_task(str(folder), k)["spearman"] for k in ("korsts-dev", "korsts-test")}))
 
 
+def bigram(run: Path) -> None:
+    from collections import Counter
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer" / "tokenizer")
+    lines = (run / "corpus" / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    held, rest = lines[5000:7000], lines[:5000] + lines[7000:]
+
+    def rows(texts):
+        for i in range(0, len(texts), 20_000):
+            for enc in tok.backend_tokenizer.encode_batch(texts[i:i + 20_000], add_special_tokens=False):
+                yield [tok.cls_token_id, *enc.ids]
+
+    uni, pairs, left = np.zeros(len(tok)), Counter(), Counter()
+    for ids in rows(rest):
+        np.add.at(uni, ids[1:], 1)
+        pairs.update(itertools.pairwise(ids))
+    for (a, _), c in pairs.items():
+        left[a] += c
+    p_uni = (uni + 0.5) / (uni.sum() + 0.5 * len(tok))
+    h_uni = h_bi = n = 0.0
+    for ids in rows(held):
+        for a, b in itertools.pairwise(ids):
+            p_bi = pairs.get((a, b), 0) / left[a] if left[a] else 0.0
+            h_uni -= np.log(p_uni[b])
+            h_bi -= np.log(0.7 * p_bi + 0.3 * p_uni[b])
+            n += 1
+    print(json.dumps({"unigram_nats": round(h_uni / n, 3), "bigram_nats": round(h_bi / n, 3), "tokens": int(n)}))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -98,11 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("vectors")
     v.add_argument("run", type=Path)
     v.add_argument("out", type=Path)
+    sub.add_parser("bigram").add_argument("run", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "mlm":
         mlm(args.variant, args.run, args.out, args.steps)
-    else:
+    elif args.cmd == "vectors":
         vectors(args.run, args.out)
+    else:
+        bigram(args.run)
     return 0
 
 
