@@ -111,6 +111,17 @@ def seed_word_embeddings(model, cfg: MLMConfig, tokenizer) -> int:
     return int(seen.sum())
 
 
+PROBE_SPAN = (5000, 7000)  # the corpus lines context_gain is read on, by the recipe and its probes
+
+
+def probe_lines(corpus: str | Path) -> list[str]:
+    """Lines ``PROBE_SPAN`` of a one-text-a-line corpus: the sample :func:`context_gain` is reported on."""
+    import itertools
+
+    with open(corpus, encoding="utf-8") as fh:
+        return [line.strip() for line in itertools.islice(fh, *PROBE_SPAN)]
+
+
 def context_gain(model_dir: str | Path, lines: list[str], max_length: int = 64, seed: int = 0) -> dict[str, float]:
     """How much a masked-LM uses context: the masked tokens' loss with their line around them and without.
 

@@ -13,7 +13,6 @@ dev) never enter the tokenizer, MLM, distillation or sentence training: see ``re
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -118,7 +117,7 @@ class Recipe:
         return {"vocab_size": len(AutoTokenizer.from_pretrained(self.tokenizer_dir))}
 
     def stage_teacher(self) -> dict[str, Any]:
-        from distill.mlm import MLMConfig, context_gain, train_mlm
+        from distill.mlm import MLMConfig, context_gain, probe_lines, train_mlm
 
         cfg = MLMConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "teacher"),
                         config=str(self._arch_json("teacher", self.cfg.teacher)), tokenizer=str(self.tokenizer_dir),
@@ -126,9 +125,8 @@ class Recipe:
                         quiet=self.cfg.quiet, **self.cfg.mlm)
         folder = train_mlm(cfg)
         # Whether the teacher has left the unigram plateau, on 2,000 corpus lines (docs/recipe.md).
-        with self.corpus_path.open(encoding="utf-8") as fh:
-            probe = [line.strip() for line in itertools.islice(fh, 5000, 7000)]
-        return {"path": str(folder), **_final_loss(self.out / "teacher"), "context_gain": context_gain(folder, probe)}
+        gain = context_gain(folder, probe_lines(self.corpus_path))
+        return {"path": str(folder), **_final_loss(self.out / "teacher"), "context_gain": gain}
 
     def stage_student(self) -> dict[str, Any]:
         from distill.train import DistillConfig, distill

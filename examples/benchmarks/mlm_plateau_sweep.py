@@ -8,7 +8,6 @@ token masked too: the gap is how much of the context the model uses. Meant for a
 eight run together in about three minutes (docs/results/mlm-plateau-h100.json).
 """
 
-import itertools
 import json
 import multiprocessing as mp
 import os
@@ -28,7 +27,7 @@ CONFIGS = {
 
 
 def run(name):
-    from distill.mlm import MLMConfig, context_gain, train_mlm
+    from distill.mlm import MLMConfig, context_gain, probe_lines, train_mlm
     from distill.recipe import RecipeConfig
 
     c = dict(CONFIGS[name])
@@ -53,9 +52,7 @@ def run(name):
     )
     t = time.time()
     train_mlm(cfg)
-    with open(sys.argv[1], encoding="utf-8") as fh:
-        lines = [line.strip() for line in itertools.islice(fh, 5000, 7000)]
-    gain = context_gain(out, lines)
+    gain = context_gain(out, probe_lines(sys.argv[1]))
     with open(os.path.join(out, "log.jsonl")) as fh:
         logs = [json.loads(line) for line in fh]
     res = {

@@ -68,20 +68,16 @@ def mlm(variant: str, run: Path, out: Path, steps: int) -> None:
 
 
 def vectors(run: Path, out: Path) -> None:
-    import torch
     from transformers import AutoTokenizer, BertModel
 
+    from distill.mlm import MLMConfig, seed_word_embeddings
     from distill.recipe import RecipeConfig
-    from distill.word_vectors import word_vectors
     from koembed.evaluate import run_task
     from koembed.train import TrainConfig, train
 
     tok = AutoTokenizer.from_pretrained(run / "tokenizer" / "tokenizer")
     model = BertModel.from_pretrained(run / "random_student" / "model")
-    with (run / "corpus" / "corpus.txt").open(encoding="utf-8") as fh:
-        vec, seen = word_vectors((line.rstrip("\n") for line in fh), tok, model.config.hidden_size)
-    with torch.no_grad():
-        model.embeddings.word_embeddings.weight[torch.from_numpy(seen)] = torch.from_numpy(vec[seen])
+    seed_word_embeddings(model, MLMConfig(corpus=[str(run / "corpus" / "corpus.txt")], seed=0), tok)
     base = out / "random-with-vectors"
     model.save_pretrained(base)
     tok.save_pretrained(base)
@@ -97,9 +93,12 @@ def bigram(run: Path) -> None:
     import numpy as np
     from transformers import AutoTokenizer
 
+    from distill.mlm import PROBE_SPAN
+
     tok = AutoTokenizer.from_pretrained(run / "tokenizer" / "tokenizer")
     lines = (run / "corpus" / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    held, rest = lines[5000:7000], lines[:5000] + lines[7000:]
+    lo, hi = PROBE_SPAN  # the lines distill.mlm.context_gain is reported on
+    held, rest = lines[lo:hi], lines[:lo] + lines[hi:]
 
     def rows(texts):
         for i in range(0, len(texts), 20_000):
