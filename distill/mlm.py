@@ -6,7 +6,11 @@ are chosen, 80% of those become ``[MASK]``, 10% a random token, 10% stay. The pr
 on the chosen positions only, which on a small model saves most of the output-layer cost.
 
 The output folder is a ``BertForMaskedLM`` checkpoint with its tokenizer; ``AutoModel`` loads its
-``BertModel`` part, so it serves directly as ``--teacher`` for ``distill run``.
+``BertModel`` part, so it serves directly as ``--teacher`` for ``distill run``. With
+``pre_layernorm`` it is the same shape as a pre-LayerNorm transformer
+(``RobertaPreLayerNormForMaskedLM``, same attention layout, so the taps read it too): on small
+budgets it leaves the early unigram plateau of masked-LM training far sooner than BERT's post-LN
+blocks (docs/recipe.md, fourth session).
 """
 
 from __future__ import annotations
@@ -28,6 +32,24 @@ class MLMConfig(LoopConfig):
     warmup_steps: int = -1
     word_vectors: bool = False  # start the word embeddings from PPMI-SVD vectors of the corpus (distill.word_vectors)
     word_vector_window: int = 5  # co-occurrence window of those vectors, in tokens
+    pre_layernorm: bool = False  # pretrain a pre-LN transformer (RobertaPreLayerNorm) of the same shape
+
+
+# The masked-LM models distill.mlm can build: model_type -> (transformers class, its prediction-head attribute).
+MLM_HEADS = {"bert": ("BertForMaskedLM", "cls"), "roberta-prelayernorm": ("RobertaPreLayerNormForMaskedLM", "lm_head")}
+
+
+def pre_layernorm_config(config):
+    """The ``RobertaPreLayerNormConfig`` with a ``BertConfig``'s shape, vocabulary and usable positions.
+
+    RoBERTa numbers positions from ``pad_token_id + 1``, so its table is that much longer.
+    """
+    from transformers import RobertaPreLayerNormConfig
+
+    skip = ("model_type", "architectures", "transformers_version")
+    fields = {k: v for k, v in config.to_dict().items() if k not in skip}
+    fields["max_position_embeddings"] = config.max_position_embeddings + config.pad_token_id + 1
+    return RobertaPreLayerNormConfig(**fields)
 
 
 def mask_tokens(ids, tokenizer, probability: float, special_ids):
@@ -48,22 +70,25 @@ def mask_tokens(ids, tokenizer, probability: float, special_ids):
 
 
 def masked_lm_model(config):
-    """A ``BertForMaskedLM`` wrapper whose forward applies the prediction head to the chosen positions only.
+    """A masked-LM model (class per ``config.model_type``) whose forward runs the head on the chosen positions only.
 
     The head runs inside ``forward`` so that DDP sees its parameters in the graph.
     """
     import torch
+    import transformers
     from torch import nn
-    from transformers import BertForMaskedLM
+
+    cls_name, head = MLM_HEADS[config.model_type]
 
     class _Wrapped(nn.Module):
         def __init__(self):
             super().__init__()
-            self.mlm = BertForMaskedLM(config)
+            self.mlm = getattr(transformers, cls_name)(config)
+            config.architectures = [cls_name]
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chosen: torch.Tensor):
-            hidden = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return self.mlm.cls(hidden[chosen])
+            hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return getattr(self.mlm, head)(hidden[chosen])
 
     return _Wrapped()
 
@@ -132,10 +157,10 @@ def context_gain(model_dir: str | Path, lines: list[str], max_length: int = 64, 
     """
     import torch
     from torch.nn import functional as F
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = BertForMaskedLM.from_pretrained(model_dir).eval()
+    model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
     max_length = min(max_length, model.config.max_position_embeddings)
     enc = tok(lines, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
     ids, mask = enc.input_ids, enc.attention_mask
@@ -183,8 +208,7 @@ def train_mlm(cfg: MLMConfig) -> Path:
 
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
-    config.architectures = ["BertForMaskedLM"]
-    model = masked_lm_model(config)
+    model = masked_lm_model(pre_layernorm_config(config) if cfg.pre_layernorm else config)
     if cfg.word_vectors and not cfg.resume:  # a resumed run loads its embeddings from the checkpoint
         seed_word_embeddings(model.mlm, cfg, tokenizer)
     step = MaskedLMStep(tokenizer, cfg.mlm_probability, accelerator.device)

@@ -94,9 +94,11 @@ def _limits(card: dict[str, Any]) -> str:
         lines.append(f"Read the table first. On KorSTS test the distilled student {verdict} points and sits "
                      f"{floor} the TF-IDF character n-gram baseline ({d:.2f} vs {a:.2f}); a gap of a point or "
                      "less does not show that distillation transferred knowledge.")
+    gain = (teacher.get("context_gain") or {}).get("gain")
+    uses = "" if gain is None else f"; seeing the context lowers its masked-token loss by {gain:.2f} nats"
     lines.append(f"The teacher saw {tokens / 1e6:.1f}M tokens of masked-LM training (final loss "
-                 f"{teacher.get('final_loss', float('nan')):.2f}), which leaves it close to the unigram plateau "
-                 "of BERT pretraining; see docs/recipe.md for the measurements and what a longer run needs.")
+                 f"{teacher.get('final_loss', float('nan')):.2f}{uses}), far from a fully pretrained BERT; "
+                 "see docs/recipe.md for the measurements and what a longer run needs.")
     return "\n".join(textwrap.fill(x, 105) for x in lines)
 
 
@@ -114,6 +116,7 @@ def render_card(card: dict[str, Any]) -> str:
         cells = [fmt(s.get("korsts-test"), 2), fmt(r.get("mrr@10"), 3), fmt(r.get("recall@10"), 3)]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     student = card["recipe"].get("student", {})
+    kind = "pre-LayerNorm transformer" if card["recipe"].get("mlm", {}).get("pre_layernorm") else "BERT"
     paths = dict.fromkeys((s["path"], s["license"]) for s in card["corpus_sources"])
     sources = "\n".join(f"- `{path}` ({lic})" for path, lic in paths)
     return f"""---
@@ -134,7 +137,7 @@ Architecture: BERT, {student.get('num_hidden_layers')} layers, hidden {student.g
 
 ## Recipe
 1. WordPiece tokenizer on the raw text corpus below.
-2. MLM teacher ({card['recipe'].get('teacher')}) pretrained on the same corpus with `distill mlm`.
+2. MLM teacher ({kind}, {card['recipe'].get('teacher')}) pretrained on the same corpus with `distill mlm`.
 3. Student distilled from the teacher with MiniLM attention + value-relation KL (`distill run`).
 4. Sentence training with `koembed.train`: an NLI/pair stage (KorNLI XNLI dev, KLUE-NLI dev, paraKQC,
    Question Pair train) then KorSTS train (CoSENT).

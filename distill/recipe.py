@@ -110,6 +110,8 @@ class Recipe:
 
         from distill.tokenizer import train_wordpiece
 
+        # Not bit-reproducible: the tokenizers trainer breaks count ties in hash order, so two runs on this
+        # corpus differ in a few entries and many ids (docs/recipe.md); the model ships with its own tokenizer.
         with self.corpus_path.open(encoding="utf-8") as fh:
             train_wordpiece((line.rstrip("\n") for line in fh), self.tokenizer_dir, vocab_size=self.cfg.vocab_size,
                             limit_alphabet=self.cfg.limit_alphabet,

@@ -52,6 +52,8 @@ def student_config(spec: str | dict[str, Any], teacher_config: Any = None, overr
     """
     from transformers import BertConfig
 
+    from distill.taps import usable_positions
+
     fields = student_fields(spec, overrides)
     unknown = sorted(set(fields) - set(BertConfig().to_dict()))
     if unknown:
@@ -64,7 +66,7 @@ def student_config(spec: str | dict[str, Any], teacher_config: Any = None, overr
                              "so set vocab_size to the teacher's (or leave it out of CONFIG.json)")
         fields.setdefault("vocab_size", tv)
         fields.setdefault("pad_token_id", teacher_config.pad_token_id)
-        fields.setdefault("max_position_embeddings", teacher_config.max_position_embeddings)
+        fields.setdefault("max_position_embeddings", usable_positions(teacher_config))
         fields.setdefault("type_vocab_size", teacher_config.type_vocab_size)
     try:
         config = BertConfig(**fields)
@@ -92,6 +94,11 @@ def build_student(config: Any, teacher: Any = None, init_pairs: Sequence[tuple[i
     copied: list[str] = []
     if teacher is not None and init_pairs:
         from distill.taps import bert_of
+
+        if teacher.config.model_type != "bert":
+            raise InputError(f"--init-from-teacher copies BERT weights by name; the teacher is a "
+                             f"{teacher.config.model_type!r} model, whose blocks mean something else; "
+                             "start the student from random weights")
 
         t_state = bert_of(teacher).state_dict()
         s_state = model.state_dict()

@@ -9,6 +9,9 @@ attention is softmax(Q K^T / sqrt(d_head) + mask).
 Nothing after the last tapped layer's value projection feeds the loss, so by default the forward
 stops there (the rest of that layer, later layers and the pooler never run).
 
+Pre-LayerNorm RoBERTa (``roberta-prelayernorm``, what ``distill mlm --pre-layernorm`` trains) has the
+same attention block, so it is tapped the same way; :data:`TAPPABLE` lists the model types.
+
 ``mode="attentions"`` is the alternative the benchmark measures: eager attention with
 ``output_attentions=True``, whose probabilities come back in ``Tap.attn`` (log space). In training
 mode they are taken after attention dropout, so the two paths agree exactly only without dropout.
@@ -36,9 +39,18 @@ class _StopForward(Exception):
     """Raised by the last hook: everything the loss needs has been captured."""
 
 
+TAPPABLE = ("bert", "roberta-prelayernorm")  # model types whose encoder.layer[i].attention.self has query/key/value
+
+
 def bert_of(model: nn.Module) -> nn.Module:
-    """The ``BertModel`` inside ``model`` (itself, or the ``.bert`` of a task head such as BertForMaskedLM)."""
-    return getattr(model, "bert", model)
+    """The encoder inside ``model`` (itself, or the base model of a task head such as BertForMaskedLM)."""
+    return getattr(model, "base_model", model)
+
+
+def usable_positions(config) -> int:
+    """How many tokens a sequence may have: RoBERTa numbers positions from ``pad_token_id + 1``."""
+    offset = config.pad_token_id + 1 if config.model_type.startswith("roberta") else 0
+    return config.max_position_embeddings - offset
 
 
 def num_layers(model: nn.Module) -> int:

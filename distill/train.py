@@ -286,12 +286,14 @@ def load_teacher(name: str):
     """``(source, BertModel, tokenizer)`` for a folder or Hub id; the model is frozen, in eval mode."""
     from transformers import AutoModel, AutoTokenizer
 
+    from distill.taps import TAPPABLE
     from koembed.model_source import resolve_model
 
     source = resolve_model(name)
     model = AutoModel.from_pretrained(source.path)
-    if getattr(model.config, "model_type", "") != "bert":
-        raise InputError(f"teacher {name!r} is a {model.config.model_type!r} model; distillation taps need a BERT")
+    if getattr(model.config, "model_type", "") not in TAPPABLE:
+        raise InputError(f"teacher {name!r} is a {model.config.model_type!r} model; distillation taps need one of "
+                         f"{', '.join(TAPPABLE)}")
     tokenizer = AutoTokenizer.from_pretrained(source.path)
     if len(tokenizer) > model.config.vocab_size:
         raise InputError(f"teacher {name!r}: its tokenizer has {len(tokenizer)} tokens but the model only "
@@ -320,7 +322,7 @@ def distill(cfg: DistillConfig) -> Path:
     from distill.layer_map import parse_layer_map
     from distill.losses import MiniLMLoss
     from distill.student import build_student, student_config
-    from distill.taps import TappedBert
+    from distill.taps import TappedBert, usable_positions
 
     if cfg.attention_path not in ("hooks", "attentions"):
         raise InputError(f"attention_path must be 'hooks' or 'attentions', got {cfg.attention_path!r}")
@@ -332,7 +334,7 @@ def distill(cfg: DistillConfig) -> Path:
     if cfg.attention_path == "attentions":
         # output_attentions returns probabilities after attention dropout: a noisy, different target.
         s_config.attention_probs_dropout_prob = 0.0
-    limit = min(teacher.config.max_position_embeddings, s_config.max_position_embeddings)
+    limit = min(usable_positions(teacher.config), s_config.max_position_embeddings)
     if cfg.max_length > limit:
         raise InputError(f"--max-length {cfg.max_length} exceeds the {limit} positions of the teacher/student")
     out = prepare_output(cfg, "distill_config.json")

@@ -23,6 +23,16 @@ def _bert(layers=4, hidden=64, heads=4, seed=0, init=0.2) -> BertModel:
     return BertModel(cfg).eval()
 
 
+def _pre_ln(layers=4, hidden=64, heads=4, seed=0):
+    from transformers import RobertaPreLayerNormModel
+
+    from distill.mlm import pre_layernorm_config
+
+    cfg = pre_layernorm_config(_bert(layers, hidden, heads, seed).config)
+    torch.manual_seed(seed)
+    return RobertaPreLayerNormModel(cfg).eval()
+
+
 def _loss(teacher, student, pairs, ids, mask, relation_heads=None, mode="hooks"):
     t = TappedBert(teacher, [t for _, t in pairs], mode=mode)
     s = TappedBert(student, [s for s, _ in pairs], mode=mode)
@@ -71,8 +81,10 @@ def test_padding_does_not_change_the_loss():
     assert base.total.item() == pytest.approx((10 * a.total.item() + 6 * b.total.item()) / 16, rel=1e-5)
 
 
-def test_hook_path_equals_output_attentions_path():
-    teacher, student = _bert(), _bert(layers=2, hidden=32, seed=3)
+@pytest.mark.parametrize("teacher_kind", ["bert", "pre-ln"])
+def test_hook_path_equals_output_attentions_path(teacher_kind):
+    # Pre-LN changes what feeds Q/K/V, not softmax(QK^T/sqrt(d) + mask): the hooks stay exact for it too.
+    teacher, student = _bert() if teacher_kind == "bert" else _pre_ln(), _bert(layers=2, hidden=32, seed=3)
     pairs = uniform_layer_map(2, 4)
     ids, mask = _batch([9, 5], 9)
     hooks = _loss(teacher, student, pairs, ids, mask, mode="hooks")
@@ -128,3 +140,23 @@ def test_student_presets_and_init_from_teacher():
     assert "encoder.layer.0.attention.self.query.weight" in copied
     narrow = student_config({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}, teacher.config)
     assert build_student(narrow, teacher, [(0, 1), (1, 3)])[1] == []
+
+
+def test_a_pre_layernorm_teacher_is_tapped_like_bert():
+    from distill.student import build_student, student_config
+    from distill.taps import bert_of, usable_positions
+
+    teacher = _pre_ln()
+    assert teacher.config.model_type == "roberta-prelayernorm" and usable_positions(teacher.config) == 64
+    ids, mask = _batch([9, 5], 9)
+    assert _loss(teacher, copy.deepcopy(teacher), [(i, i) for i in range(4)], ids, mask).total.item() < 1e-6
+    from transformers import RobertaPreLayerNormForMaskedLM
+
+    assert bert_of(RobertaPreLayerNormForMaskedLM(teacher.config)).config.model_type == "roberta-prelayernorm"
+    # The student gets the teacher's usable positions, not RoBERTa's offset table length.
+    cfg = student_config({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}, teacher.config)
+    assert cfg.max_position_embeddings == 64 and teacher.config.max_position_embeddings == 65
+    from koembed.errors import InputError
+
+    with pytest.raises(InputError, match="copies BERT weights by name"):
+        build_student(cfg, teacher, [(0, 1), (1, 3)])

@@ -166,7 +166,8 @@ def test_v2_relations_accept_a_different_head_count(teacher_dir, distill_corpus,
     assert {"qq", "kk", "vv", "pair_s1-t3"} <= set(row)
 
 
-def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path, capsys):
+@pytest.mark.parametrize("pre_layernorm", [False, True], ids=["bert", "pre-ln"])
+def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path, capsys, pre_layernorm):
     from transformers import AutoModel, AutoTokenizer
 
     from distill.mlm import MLMConfig, context_gain, train_mlm
@@ -174,11 +175,11 @@ def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path
     cfg = MLMConfig(config=str(write_student_config(tmp_path / "t.json", hidden_size=64, intermediate_size=128)),
                     tokenizer=str(teacher_dir), corpus=[str(distill_corpus)], output_dir=str(tmp_path / "mlm"),
                     max_steps=60, batch_size=16, max_length=64, lr=3e-3, warmup_steps=5, log_every=1,
-                    checkpoint_every=0, quiet=True)
+                    checkpoint_every=0, quiet=True, pre_layernorm=pre_layernorm)
     out = train_mlm(cfg)
     losses = [r["mlm"] for r in read_log(out / "log.jsonl")]
     assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:3]) / 3, losses
-    assert AutoModel.from_pretrained(out).config.model_type == "bert"
+    assert AutoModel.from_pretrained(out).config.model_type == ("roberta-prelayernorm" if pre_layernorm else "bert")
     lines = distill_corpus.read_text(encoding="utf-8").splitlines()[:200]
     gain = context_gain(out, lines)
     n_words = sum(len(t) for t in AutoTokenizer.from_pretrained(out)(lines, truncation=True, max_length=64,

@@ -19,7 +19,9 @@ def test_corpus_tokenizer_teacher_then_a_rerun_skips_them(data_dir: Path, tmp_pa
                        max_length=32,
                        teacher={"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
                                 "intermediate_size": 64, "max_position_embeddings": 32},
-                       mlm={"max_steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 0}, quiet=True)
+                       mlm={"max_steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 0,
+                            "pre_layernorm": True},
+                       quiet=True)
     logs: list[str] = []
     results = Recipe(cfg, log=logs.append).run(only=["corpus", "tokenizer", "teacher"])
     assert results["corpus"]["lines"]["korsts-train-1"] == 5749  # KorSTS *train*: never dev or test
@@ -29,6 +31,9 @@ def test_corpus_tokenizer_teacher_then_a_rerun_skips_them(data_dir: Path, tmp_pa
                                                                           abs=1e-3)
     saved = json.loads((tmp_path / "run" / "recipe_config.json").read_text(encoding="utf-8"))
     assert saved["mlm"]["max_steps"] == 3
+
+    teacher_config = json.loads((tmp_path / "run" / "teacher" / "config.json").read_text(encoding="utf-8"))
+    assert teacher_config["model_type"] == "roberta-prelayernorm"
 
     logs.clear()
     again = Recipe(cfg, log=logs.append).run(only=["corpus", "tokenizer", "teacher"])

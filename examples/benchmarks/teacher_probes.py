@@ -9,7 +9,9 @@ student are reused). ``mlm`` pretrains the recipe's teacher shape with one chang
 (compare the windows with ``RUN_DIR/teacher/log.jsonl``); it runs until killed or ``--steps``.
 VARIANTs: ``sin`` (sinusoidal table as the initial position embeddings, at the embeddings' scale),
 ``sinmim`` (that plus mimetic attention init, W_q^T W_k ~ 0.7 I + 0.7 noise), ``short`` (32-token
-segments, batch 32, lr 5e-4), ``vectors`` (PPMI-SVD word vectors as the initial embeddings).
+segments, batch 32, lr 5e-4), ``vectors`` (PPMI-SVD word vectors as the initial embeddings),
+``preln`` (a pre-LayerNorm transformer of the same shape; ``--lr`` and ``--dropout`` set its rate and
+dropout, docs/recipe.md, fourth session).
 ``vectors`` gives the random student the corpus's PPMI-SVD word vectors, trains it with the
 recipe's sentence stage and prints KorSTS dev/test. ``bigram`` is the yardstick for
 ``distill.mlm.context_gain``: the cross-entropy of corpus lines 5,000-7,000 under a unigram model and
@@ -36,7 +38,30 @@ def sinusoid(n: int, d: int):
     return table
 
 
-def mlm(variant: str, run: Path, out: Path, steps: int) -> None:
+def preln_model(config, dropout: float):
+    """The teacher shape as a pre-LayerNorm transformer (``RobertaPreLayerNormForMaskedLM``), sparse head."""
+    from torch import nn
+    from transformers import RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
+
+    pre = RobertaPreLayerNormConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings + 2, pad_token_id=config.pad_token_id,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, type_vocab_size=2)
+
+    class _Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlm = RobertaPreLayerNormForMaskedLM(pre)
+
+        def forward(self, input_ids, attention_mask, chosen):
+            hidden = self.mlm.roberta_prelayernorm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.mlm.lm_head(hidden[chosen])
+
+    return _Wrapped()
+
+
+def mlm(variant: str, run: Path, out: Path, steps: int, lr: float | None = None, dropout: float = 0.1) -> None:
     import torch
 
     import distill.mlm as m
@@ -44,6 +69,8 @@ def mlm(variant: str, run: Path, out: Path, steps: int) -> None:
     build = m.masked_lm_model
 
     def patched(config):
+        if variant == "preln":
+            return preln_model(config, dropout)
         model = build(config)
         emb = model.mlm.bert.embeddings.position_embeddings.weight
         with torch.no_grad():
@@ -60,9 +87,11 @@ def mlm(variant: str, run: Path, out: Path, steps: int) -> None:
 
     m.masked_lm_model = patched
     short = variant == "short"
-    cfg = m.MLMConfig(corpus=[str(run / "corpus" / "corpus.txt")], output_dir=str(out / f"mlm-{variant}"),
+    name = variant if lr is None else f"{variant}-lr{lr:g}-do{dropout:g}"
+    cfg = m.MLMConfig(corpus=[str(run / "corpus" / "corpus.txt")], output_dir=str(out / f"mlm-{name}"),
                       config=str(run / "teacher_architecture.json"), tokenizer=str(run / "tokenizer" / "tokenizer"),
-                      max_steps=steps, batch_size=32, lr=5e-4 if short else 2e-4, max_length=32 if short else 128,
+                      max_steps=steps, batch_size=32, lr=lr or (5e-4 if short else 2e-4),
+                      max_length=32 if short else 128,
                       log_every=25, checkpoint_every=250, seed=42, quiet=True, word_vectors=variant == "vectors")
     m.train_mlm(cfg)
 
@@ -126,17 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("mlm")
-    p.add_argument("variant", choices=["sin", "sinmim", "short", "vectors"])
+    p.add_argument("variant", choices=["sin", "sinmim", "short", "vectors", "preln"])
     p.add_argument("run", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--lr", type=float, default=None, help="peak lr (default: the variant's)")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout of the preln variant")
     v = sub.add_parser("vectors")
     v.add_argument("run", type=Path)
     v.add_argument("out", type=Path)
     sub.add_parser("bigram").add_argument("run", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "mlm":
-        mlm(args.variant, args.run, args.out, args.steps)
+        mlm(args.variant, args.run, args.out, args.steps, args.lr, args.dropout)
     elif args.cmd == "vectors":
         vectors(args.run, args.out)
     else:
