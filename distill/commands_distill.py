@@ -100,7 +100,7 @@ def mlm_cmd(
                                       "co-occurrence vectors of the corpus (one extra pass, about a minute)."),
     word_vector_window: int = typer.Option(5, "--word-vector-window", min=1),
     pre_layernorm: bool = typer.Option(False, "--pre-layernorm", help="Pretrain a pre-LayerNorm transformer "
-                                       "(RobertaPreLayerNorm) of the same shape: leaves the unigram plateau sooner."),
+                                       "(RobertaPreLayerNorm) of the same shape: takes a higher --lr."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1),
     lr: float = typer.Option(1e-3, "--lr"),

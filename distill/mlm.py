@@ -47,9 +47,12 @@ def pre_layernorm_config(config):
     """
     from transformers import RobertaPreLayerNormConfig
 
+    from distill.taps import position_offset
+
     skip = ("model_type", "architectures", "transformers_version")
     fields = {k: v for k, v in config.to_dict().items() if k not in skip}
-    fields["max_position_embeddings"] = config.max_position_embeddings + config.pad_token_id + 1
+    offset = position_offset(RobertaPreLayerNormConfig.model_type, config.pad_token_id)
+    fields["max_position_embeddings"] = config.max_position_embeddings + offset
     return RobertaPreLayerNormConfig(**fields)
 
 

@@ -47,10 +47,14 @@ def bert_of(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
+def position_offset(model_type: str, pad_token_id: int) -> int:
+    """Rows of the position table before the first position: RoBERTa numbers positions from ``pad_token_id + 1``."""
+    return pad_token_id + 1 if model_type.startswith("roberta") else 0
+
+
 def usable_positions(config) -> int:
-    """How many tokens a sequence may have: RoBERTa numbers positions from ``pad_token_id + 1``."""
-    offset = config.pad_token_id + 1 if config.model_type.startswith("roberta") else 0
-    return config.max_position_embeddings - offset
+    """How many tokens a sequence may have."""
+    return config.max_position_embeddings - position_offset(config.model_type, config.pad_token_id)
 
 
 def num_layers(model: nn.Module) -> int:

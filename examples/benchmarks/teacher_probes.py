@@ -38,29 +38,6 @@ def sinusoid(n: int, d: int):
     return table
 
 
-def preln_model(config, dropout: float):
-    """The teacher shape as a pre-LayerNorm transformer (``RobertaPreLayerNormForMaskedLM``), sparse head."""
-    from torch import nn
-    from transformers import RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
-
-    pre = RobertaPreLayerNormConfig(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-        max_position_embeddings=config.max_position_embeddings + 2, pad_token_id=config.pad_token_id,
-        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, type_vocab_size=2)
-
-    class _Wrapped(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.mlm = RobertaPreLayerNormForMaskedLM(pre)
-
-        def forward(self, input_ids, attention_mask, chosen):
-            hidden = self.mlm.roberta_prelayernorm(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return self.mlm.lm_head(hidden[chosen])
-
-    return _Wrapped()
-
-
 def mlm(variant: str, run: Path, out: Path, steps: int, lr: float | None = None, dropout: float = 0.1) -> None:
     import torch
 
@@ -69,13 +46,10 @@ def mlm(variant: str, run: Path, out: Path, steps: int, lr: float | None = None,
     build = m.masked_lm_model
 
     def patched(config):
-        if variant == "preln":
-            return preln_model(config, dropout)
         model = build(config)
         emb = model.mlm.bert.embeddings.position_embeddings.weight
         with torch.no_grad():
-            if variant.startswith("sin"):
-                emb.copy_(sinusoid(*emb.shape) * 0.02 * math.sqrt(2))  # entries of std ~0.02, like the init
+            emb.copy_(sinusoid(*emb.shape) * 0.02 * math.sqrt(2))  # entries of std ~0.02, like the init
             if variant == "sinmim":
                 for layer in model.mlm.bert.encoder.layer:
                     att = layer.attention.self
@@ -85,14 +59,17 @@ def mlm(variant: str, run: Path, out: Path, steps: int, lr: float | None = None,
                     att.key.weight.copy_((vh.T * s.sqrt()).T)
         return model
 
-    m.masked_lm_model = patched
+    if variant.startswith("sin"):  # the other variants are MLMConfig settings
+        m.masked_lm_model = patched
     short = variant == "short"
     name = variant if lr is None else f"{variant}-lr{lr:g}-do{dropout:g}"
     cfg = m.MLMConfig(corpus=[str(run / "corpus" / "corpus.txt")], output_dir=str(out / f"mlm-{name}"),
                       config=str(run / "teacher_architecture.json"), tokenizer=str(run / "tokenizer" / "tokenizer"),
                       max_steps=steps, batch_size=32, lr=lr or (5e-4 if short else 2e-4),
                       max_length=32 if short else 128,
-                      log_every=25, checkpoint_every=250, seed=42, quiet=True, word_vectors=variant == "vectors")
+                      log_every=25, checkpoint_every=250, seed=42, quiet=True, word_vectors=variant == "vectors",
+                      pre_layernorm=variant == "preln",
+                      config_overrides={"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout})
     m.train_mlm(cfg)
 
 
