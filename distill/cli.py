@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on ``app`` when imported.
-COMMAND_MODULES: list[str] = ["distill.commands_distill", "distill.commands_bench", "distill.commands_recipe"]
+COMMAND_MODULES: list[str] = ["distill.commands_distill", "distill.bench.commands", "distill.recipe.commands"]
 
 
 def main(argv: list[str] | None = None) -> int:

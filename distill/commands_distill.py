@@ -1,4 +1,4 @@
-"""``python -m distill run | mlm | presets``: thin wrappers over :func:`distill.train.distill`,
+"""``python -m distill run | mlm | presets``: thin wrappers over :func:`distill.minilm.distill`,
 :func:`distill.mlm.train_mlm` and :data:`distill.student.PRESETS`."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def run_cmd(
 ) -> None:
     """Distil a teacher BERT into a student with MiniLM self-attention (and value-relation) transfer."""
     params = dict(locals())
-    from distill.train import DistillConfig, distill
+    from distill.minilm import DistillConfig, distill
 
     sizes = _size_overrides(hidden_size, layers, heads, intermediate_size)
     cfg = _config(DistillConfig, params, student_overrides=sizes)

@@ -1,6 +1,6 @@
 """``distill mlm``: masked-LM pretraining of a BERT on a corpus, so that a teacher can be made where none is available.
 
-It is the distillation loop of :mod:`distill.train` (same packed stream, optimizer, schedule,
+It runs the loop of :mod:`distill.loop` that distillation runs too (same packed stream, optimizer, schedule,
 checkpoints, exact resume and log) with BERT's masked-LM objective: 15% of the non-special tokens
 are chosen, 80% of those become ``[MASK]``, 10% a random token, 10% stay. The prediction head runs
 on the chosen positions only, which on a small model saves most of the output-layer cost.
@@ -8,10 +8,8 @@ on the chosen positions only, which on a small model saves most of the output-la
 The output folder is a ``BertForMaskedLM`` checkpoint with its tokenizer; ``AutoModel`` loads its
 ``BertModel`` part, so it serves directly as ``--teacher`` for ``distill run``. With
 ``pre_layernorm`` it is the same shape as a pre-LayerNorm transformer
-(``RobertaPreLayerNormForMaskedLM``, same attention layout, so the taps read it too): it takes a 5x
-higher learning rate, and on the ``nano`` teacher its loss ran 0.1-0.4 nats under post-LN BERT's and
-it used context four times as much, though it made no better sentence encoder (docs/recipe.md,
-fourth session).
+(``RobertaPreLayerNormForMaskedLM``, same attention layout, so the taps read it too), which takes a
+higher learning rate; docs/distill.md has what it was measured to change.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.train import LoopConfig, make_accelerator, prepare_output, run_loop
+from distill.loop import LoopConfig, make_accelerator, prepare_output, run_loop
 from koembed.errors import InputError
 
 
@@ -138,47 +136,6 @@ def seed_word_embeddings(model, cfg: MLMConfig, tokenizer) -> int:
         rows = torch.from_numpy(seen)
         weight[rows] = torch.from_numpy(vectors[seen]).to(weight.dtype)
     return int(seen.sum())
-
-
-PROBE_SPAN = (5000, 7000)  # the corpus lines context_gain is read on, by the recipe and its probes
-
-
-def probe_lines(corpus: str | Path) -> list[str]:
-    """Lines ``PROBE_SPAN`` of a one-text-a-line corpus: the sample :func:`context_gain` is reported on."""
-    import itertools
-
-    with open(corpus, encoding="utf-8") as fh:
-        return [line.strip() for line in itertools.islice(fh, *PROBE_SPAN)]
-
-
-def context_gain(model_dir: str | Path, lines: list[str], max_length: int = 64, seed: int = 0) -> dict[str, float]:
-    """How much a masked-LM uses context: the masked tokens' loss with their line around them and without.
-
-    15% of the tokens of each line are masked; ``ctx_loss`` is their cross-entropy as usual,
-    ``noctx_loss`` the same with every other token masked too, so only the position is left. A
-    model on the early unigram plateau has ``gain`` near 0. For scale: on the ``nano`` recipe's probe
-    lines, the left neighbour alone takes a count-based bigram model from 7.76 to 6.06 nats.
-    """
-    import torch
-    from torch.nn import functional as F
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
-    max_length = min(max_length, model.config.max_position_embeddings)
-    enc = tok(lines, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    ids, mask = enc.input_ids, enc.attention_mask
-    special = torch.tensor(sorted(set(tok.all_special_ids)))
-    g = torch.Generator().manual_seed(seed)
-    chosen = (torch.rand(ids.shape, generator=g) < 0.15) & mask.bool() & ~torch.isin(ids, special)
-    with_context = ids.masked_fill(chosen, tok.mask_token_id)
-    without = torch.full_like(ids, tok.mask_token_id)
-    without[:, 0] = ids[:, 0]
-    with torch.no_grad():
-        losses = [F.cross_entropy(model(input_ids=x, attention_mask=mask).logits[chosen].float(), ids[chosen]).item()
-                  for x in (with_context, without)]
-    return {"ctx_loss": round(losses[0], 4), "noctx_loss": round(losses[1], 4),
-            "gain": round(losses[1] - losses[0], 4), "masked_tokens": int(chosen.sum())}
 
 
 def train_mlm(cfg: MLMConfig) -> Path:

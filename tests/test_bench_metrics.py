@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from distill import metrics as M
+from distill.bench import metrics as M
 
 
 def test_accuracy() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from distill.report import load_results, plot_report, render_report
+from distill.bench.report import load_results, plot_report, render_report
 from koembed.errors import InputError
 
 
 def _write(root: Path, model: str, task: str, seed: int, **fields) -> None:
-    from distill.tasks import TASKS
+    from distill.bench.tasks import TASKS
 
     t = TASKS[task]
     record = {"model": model, "task": task, "seed": seed, "metric": t.metric, "shown": list(t.shown),

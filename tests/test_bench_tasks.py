@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.task_data import LOADERS, TaskDataMissing, load_task, read_klue_ner, read_kmou_ner, read_naver_ner
-from distill.tasks import HEADS, SEED_TASKS, TASKS, get_task, parse_tasks
+from distill.bench.task_data import LOADERS, TaskDataMissing, load_task, read_klue_ner, read_kmou_ner, read_naver_ner
+from distill.bench.tasks import HEADS, SEED_TASKS, TASKS, get_task, parse_tasks
 from koembed.errors import InputError
 from koembed.korean_data import RowReport
 
@@ -97,7 +97,7 @@ def test_korquad_carves_whole_articles(data_dir: Path) -> None:
 
 
 def _tiny_run(task_name: str, root: Path, tiny_bert_dir: Path, tmp_path: Path) -> dict:
-    from distill.finetune import FinetuneConfig, finetune
+    from distill.bench.finetune import FinetuneConfig, finetune
 
     task = get_task(task_name)
     data = load_task(task, root, max_train_samples=16, max_eval_samples=6, use_hub=False)
@@ -125,7 +125,7 @@ def test_every_task_end_to_end(task_name: str, tiny_bert_dir: Path, tmp_path: Pa
 def test_suite_resumes_and_records_missing(tiny_bert_dir: Path, tmp_path: Path, monkeypatch) -> None:
     import torch
 
-    import distill.bench as bench
+    import distill.bench.run as bench
 
     torch.set_num_threads(1)
     root = write_naver(tmp_path / "data")
@@ -170,7 +170,7 @@ def test_hub_fallback_maps_columns_and_class_labels(tmp_path: Path) -> None:
 
     from datasets import ClassLabel, Dataset, Features, Value
 
-    from distill.tasks import HubSource
+    from distill.bench.tasks import HubSource
 
     features = Features({"premise": Value("string"), "hypothesis": Value("string"),
                          "label": ClassLabel(names=["entailment", "neutral", "contradiction"])})
@@ -191,13 +191,13 @@ def test_hub_fallback_maps_columns_and_class_labels(tmp_path: Path) -> None:
 
 
 def test_sentence_transformers_folder_is_accepted(tiny_st_dir: Path) -> None:
-    from distill.finetune import hf_model_folder
+    from distill.bench.finetune import hf_model_folder
 
     assert (hf_model_folder(tiny_st_dir) / "config.json").is_file()
 
 
 def test_too_long_max_length_is_a_clear_error(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    from distill.finetune import FinetuneConfig, finetune
+    from distill.bench.finetune import FinetuneConfig, finetune
 
     data = load_task(get_task("naver-ner"), write_naver(tmp_path / "data"), use_hub=False)
     with pytest.raises(InputError, match="exceeds the 128 positions"):

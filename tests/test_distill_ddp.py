@@ -12,7 +12,8 @@ import pytest
 import torch
 from distill_fixtures import write_student_config
 
-from distill.train import DistillConfig, distill, read_log
+from distill.loop import read_log
+from distill.minilm import DistillConfig, distill
 
 torch.set_num_threads(1)
 # Shared fixtures (a tiny teacher with sharp attention, a Korean corpus file).

@@ -16,7 +16,8 @@ import torch
 from distill_fixtures import write_student_config
 
 from distill.cli import main as distill_main
-from distill.train import DistillConfig, distill, read_log
+from distill.loop import read_log
+from distill.minilm import DistillConfig, distill
 
 torch.set_num_threads(1)
 # Shared fixtures (a tiny teacher with sharp attention, a Korean corpus file).
@@ -34,7 +35,7 @@ def _cfg(teacher_dir, corpus, out, student, **kw) -> DistillConfig:
 
 
 def test_distillation_lowers_the_loss_on_korean_text(data_dir, teacher_dir, distill_corpus, tmp_path, monkeypatch):
-    import distill.train as train_mod
+    import distill.minilm as train_mod
 
     seen = {}
     real_load = train_mod.load_teacher
@@ -170,7 +171,8 @@ def test_v2_relations_accept_a_different_head_count(teacher_dir, distill_corpus,
 def test_mlm_pretrains_a_teacher(data_dir, teacher_dir, distill_corpus, tmp_path, capsys, pre_layernorm):
     from transformers import AutoModel, AutoTokenizer
 
-    from distill.mlm import MLMConfig, context_gain, train_mlm
+    from distill.mlm import MLMConfig, train_mlm
+    from distill.probes import context_gain
 
     cfg = MLMConfig(config=str(write_student_config(tmp_path / "t.json", hidden_size=64, intermediate_size=128)),
                     tokenizer=str(teacher_dir), corpus=[str(distill_corpus)], output_dir=str(tmp_path / "mlm"),
@@ -281,7 +283,7 @@ def test_the_worker_dataset_pickles_for_spawned_workers(teacher_dir, distill_cor
 
 
 def test_auto_precision_uses_bf16_only_on_cpus_with_amx(tmp_path, monkeypatch):
-    from distill import train
+    from distill import loop as train
 
     amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
     amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 amx_bf16 amx_tile\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.recipe import Recipe, RecipeConfig
+from distill.recipe.run import Recipe, RecipeConfig
 from koembed.errors import InputError
 
 

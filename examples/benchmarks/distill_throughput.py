@@ -139,7 +139,7 @@ def flops_per_token(student: str, length: int) -> dict:
 def tokenizer_stats(args) -> dict:
     from transformers import AutoTokenizer
 
-    from distill.recipe_corpus import write_corpus
+    from distill.recipe.corpus import write_corpus
     from distill.tokenizer import train_wordpiece
     from koembed.paths import data_dir
 

@@ -27,8 +27,9 @@ CONFIGS = {
 
 
 def run(name):
-    from distill.mlm import MLMConfig, context_gain, probe_lines, train_mlm
-    from distill.recipe import RecipeConfig
+    from distill.mlm import MLMConfig, train_mlm
+    from distill.probes import context_gain, probe_lines
+    from distill.recipe.run import RecipeConfig
 
     c = dict(CONFIGS[name])
     do = c.pop("dropout")

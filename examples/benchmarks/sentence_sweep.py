@@ -49,7 +49,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from distill.recipe import RecipeConfig
+    from distill.recipe.run import RecipeConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="nano", help="recipe name or JSON whose sentence block is the starting point")

@@ -14,7 +14,7 @@ segments, batch 32, lr 5e-4), ``vectors`` (PPMI-SVD word vectors as the initial 
 dropout, docs/recipe.md, fourth session).
 ``vectors`` gives the random student the corpus's PPMI-SVD word vectors, trains it with the
 recipe's sentence stage and prints KorSTS dev/test. ``bigram`` is the yardstick for
-``distill.mlm.context_gain``: the cross-entropy of corpus lines 5,000-7,000 under a unigram model and
+``distill.probes.context_gain``: the cross-entropy of corpus lines 5,000-7,000 under a unigram model and
 under a left-neighbour bigram model (interpolated with the unigram), both counted on the other lines.
 """
 
@@ -77,7 +77,7 @@ def vectors(run: Path, out: Path) -> None:
     from transformers import AutoTokenizer, BertModel
 
     from distill.mlm import MLMConfig, seed_word_embeddings
-    from distill.recipe import RecipeConfig
+    from distill.recipe.run import RecipeConfig
     from koembed.evaluate import run_task
     from koembed.train import TrainConfig, train
 
@@ -99,11 +99,11 @@ def bigram(run: Path) -> None:
     import numpy as np
     from transformers import AutoTokenizer
 
-    from distill.mlm import PROBE_SPAN
+    from distill.probes import PROBE_SPAN
 
     tok = AutoTokenizer.from_pretrained(run / "tokenizer" / "tokenizer")
     lines = (run / "corpus" / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    lo, hi = PROBE_SPAN  # the lines distill.mlm.context_gain is reported on
+    lo, hi = PROBE_SPAN  # the lines distill.probes.context_gain is reported on
     held, rest = lines[lo:hi], lines[:lo] + lines[hi:]
 
     def rows(texts):

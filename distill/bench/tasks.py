@@ -1,14 +1,14 @@
 """The benchmark tasks as data: one frozen record per task, nothing task-specific anywhere else.
 
 A record names where the data lives (files relative to the shared data folder, and a Hub dataset
-used when those files are absent), how to read it (a loader in :mod:`distill.task_data`), the head
+used when those files are absent), how to read it (a loader in :mod:`distill.bench.task_data`), the head
 (sequence classification, regression, token classification, extractive QA), the metric, and the
 default hyperparameters of KoMiniLM-Finetune (max length / epochs / batch / lr).
 
 Splits: a task lists the files it has (``train``, ``dev``, ``test``). Where ``dev`` is absent it is
 carved from train; where ``train`` is absent (this machine lacks KorNLI, PAWS-X and KorQuAD train
 files) a *local split* trains on part of dev and tests on ``test`` (or on a held-out part of dev
-when there is no test file either). The rule lives in :func:`distill.task_data.load_task`.
+when there is no test file either). The rule lives in :func:`distill.bench.task_data.load_task`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Task:
     head: str  # one of HEADS
     metric: str  # the metric that selects checkpoints and ranks models
     shown: tuple[str, ...]  # metrics printed in the table cell (KorQuAD: EM / F1)
-    loader: str  # key of distill.task_data.LOADERS
+    loader: str  # key of distill.bench.task_data.LOADERS
     files: tuple[tuple[str, str], ...]  # (split, path relative to the data folder); a repeated split concatenates
     hyper: Hyper
     labels: tuple[str, ...] = ()  # classification labels, in head order; NER tags are read from the data

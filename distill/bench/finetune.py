@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distill import metrics as M
-from distill.task_data import TaskData
+from distill.bench import metrics as M
+from distill.bench.task_data import TaskData
 from koembed.errors import InputError
 
 MAX_QUERY_TOKENS = 64  # questions are cut to this many tokens, as in the SQuAD/KorQuAD scripts

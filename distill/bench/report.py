@@ -1,4 +1,4 @@
-"""Render a results folder of :mod:`distill.bench` as the KoMiniLM table (Markdown) and a bar chart.
+"""Render a results folder of :mod:`distill.bench.run` as the KoMiniLM table (Markdown) and a bar chart.
 
 One row per model: #params, the average, then per task the mean +- standard deviation over seeds
 (sample std, ddof=1; 0 with one seed). KorQuAD shows EM / F1. Cells trained on a local split are
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.tasks import TASKS
+from distill.bench.tasks import TASKS
 from koembed.atomic import atomic_path
 from koembed.errors import InputError
 
@@ -40,7 +40,7 @@ def _model_order(root: Path, records: list[dict]) -> list[str]:
     names = []
     config = root / "bench_config.json"
     if config.is_file():
-        from distill.bench import model_label
+        from distill.bench.run import model_label
 
         names = [model_label(m)[0] for m in json.loads(config.read_text(encoding="utf-8")).get("models", [])]
     seen = {r["model"] for r in records}

@@ -1,4 +1,4 @@
-"""``python -m distill recipe NAME``: run a committed end-to-end recipe (see ``distill/recipe.py``)."""
+"""``python -m distill recipe NAME``: run a committed end-to-end recipe (see :mod:`distill.recipe.run`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from distill.cli import app
 
 @app.command("recipe")
 def recipe_command(
-    name: str = typer.Argument("nano", help="recipe name (distill/recipes/NAME.json) or a recipe JSON file"),
+    name: str = typer.Argument("nano", help="recipe name (distill/recipe/recipes/NAME.json) or a recipe JSON file"),
     output_dir: str = typer.Option(None, "--output-dir", "-o", help="override the recipe's output folder"),
     data_dir: str = typer.Option(None, "--data-dir", help="Korean data folder (default ../shared/data)"),
     only: str = typer.Option(None, "--only", help="comma-separated stages to run (others are skipped)"),
@@ -22,7 +22,7 @@ def recipe_command(
 
     Finished stages are skipped on a rerun and interrupted ones resume from their checkpoints.
     """
-    from distill.recipe import Recipe, RecipeConfig
+    from distill.recipe.run import Recipe, RecipeConfig
 
     cfg = RecipeConfig.load(name)
     if output_dir:

@@ -22,9 +22,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from distill.finetune import FinetuneConfig, finetune
-from distill.task_data import TaskData, TaskDataMissing, load_task
-from distill.tasks import Task, parse_tasks
+from distill.bench.finetune import FinetuneConfig, finetune
+from distill.bench.task_data import TaskData, TaskDataMissing, load_task
+from distill.bench.tasks import Task, parse_tasks
 from koembed.atomic import atomic_write_text
 from koembed.errors import InputError, KoembedError
 from koembed.model_source import resolve_model

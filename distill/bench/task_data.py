@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.tasks import Task
+from distill.bench.tasks import Task
 from koembed import korean_data as kd
 from koembed.errors import InputError
 from koembed.korean_data import RowReport

@@ -7,7 +7,7 @@ It is a scale model of the real run (``klue/bert-base`` -> KoMiniLM-23M on 20 GB
 same code. Every stage writes ``<stage>/stage.json`` when it finishes, so a rerun skips finished
 stages and the stages that checkpoint (MLM, distillation, sentence training) resume inside.
 Evaluation splits (KorSTS dev/test, KorNLI/XNLI test, NSMC/QP test, PAWS-X, KLUE dev sets, KorQuAD
-dev) never enter the tokenizer, MLM, distillation or sentence training: see ``recipe_corpus``.
+dev) never enter the tokenizer, MLM, distillation or sentence training: see :mod:`distill.recipe.corpus`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ RECIPES = Path(__file__).resolve().parent / "recipes"
 
 @dataclass
 class RecipeConfig:
-    """Every setting of a recipe run; ``distill/recipes/<name>.json`` holds the committed values."""
+    """Every setting of a recipe run; ``distill/recipe/recipes/<name>.json`` holds the committed values."""
 
     name: str = "nano"
     output_dir: str = "runs/recipe-nano"
@@ -40,9 +40,9 @@ class RecipeConfig:
     teacher: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the MLM teacher
     student: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the distilled student
     mlm: dict[str, Any] = field(default_factory=dict)  # distill.mlm.MLMConfig fields
-    distill: dict[str, Any] = field(default_factory=dict)  # distill.train.DistillConfig fields
+    distill: dict[str, Any] = field(default_factory=dict)  # distill.minilm.DistillConfig fields
     sentence: dict[str, Any] = field(default_factory=dict)  # koembed.train.TrainConfig fields
-    bench: dict[str, Any] = field(default_factory=dict)  # distill.bench.BenchConfig fields
+    bench: dict[str, Any] = field(default_factory=dict)  # distill.bench.run.BenchConfig fields
     package_dir: str = "koembed/models/kominilm-nano-sts"
     threads: int = 0  # torch threads; 0 = all cores
     quiet: bool = False
@@ -101,7 +101,7 @@ class Recipe:
     # -- stages ---------------------------------------------------------------------------------
 
     def stage_corpus(self) -> dict[str, Any]:
-        from distill.recipe_corpus import write_corpus
+        from distill.recipe.corpus import write_corpus
 
         return {"lines": write_corpus(self.data, self.corpus_path)}
 
@@ -119,7 +119,8 @@ class Recipe:
         return {"vocab_size": len(AutoTokenizer.from_pretrained(self.tokenizer_dir))}
 
     def stage_teacher(self) -> dict[str, Any]:
-        from distill.mlm import MLMConfig, context_gain, probe_lines, train_mlm
+        from distill.mlm import MLMConfig, train_mlm
+        from distill.probes import context_gain, probe_lines
 
         cfg = MLMConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "teacher"),
                         config=str(self._arch_json("teacher", self.cfg.teacher)), tokenizer=str(self.tokenizer_dir),
@@ -131,7 +132,7 @@ class Recipe:
         return {"path": str(folder), **_final_loss(self.out / "teacher"), "context_gain": gain}
 
     def stage_student(self) -> dict[str, Any]:
-        from distill.train import DistillConfig, distill
+        from distill.minilm import DistillConfig, distill
 
         student = str(self._arch_json("student", self.cfg.student))
         cfg = DistillConfig(corpus=[str(self.corpus_path)], output_dir=str(self.out / "student"),
@@ -185,8 +186,8 @@ class Recipe:
         return res
 
     def stage_bench(self) -> dict[str, Any]:
-        from distill.bench import BenchConfig, run_bench
-        from distill.report import render_report
+        from distill.bench.report import render_report
+        from distill.bench.run import BenchConfig, run_bench
 
         models = [f"b-random={self.out / 'random_student' / 'model'}", f"c-teacher={self.out / 'teacher'}",
                   f"d-distilled={self.out / 'student'}"]
@@ -197,7 +198,7 @@ class Recipe:
         return {"results": str(out), "table": str(self.out / "bench" / "table.md")}
 
     def stage_package(self) -> dict[str, Any]:
-        from distill.package import package_model
+        from distill.recipe.package import package_model
 
         return package_model(self.out / "sentence_student" / "model", Path(self.cfg.package_dir), self.out, self.data)
 
@@ -234,7 +235,7 @@ def _has_checkpoint(folder: Path) -> bool:
 
 
 def _final_loss(folder: Path) -> dict[str, Any]:
-    from distill.train import read_log
+    from distill.loop import read_log
 
     logs = [r for r in read_log(folder / "log.jsonl") if "loss" in r] if (folder / "log.jsonl").is_file() else []
     if not logs:

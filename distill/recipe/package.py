@@ -66,7 +66,7 @@ def _card_data(run_dir: Path) -> dict[str, Any]:
         return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
 
     recipe = json.loads((run_dir / "recipe_config.json").read_text(encoding="utf-8"))
-    from distill.recipe_corpus import RAW_TEXT_SOURCES
+    from distill.recipe.corpus import RAW_TEXT_SOURCES
 
     return {
         "name": "kominilm-nano-sts",

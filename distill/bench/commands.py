@@ -1,4 +1,4 @@
-"""``python -m distill bench`` and ``python -m distill report``: thin wrappers over distill.bench / distill.report."""
+"""``python -m distill bench`` and ``python -m distill report``: thin wrappers over distill.bench.run / .report."""
 
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ def bench(
 ) -> None:
     """Fine-tune MODELS on the Korean tasks (checkpoint chosen on dev, scored on test); one JSON per run."""
     if list_tasks:
-        from distill.tasks import describe_tasks
+        from distill.bench.tasks import describe_tasks
 
         print(describe_tasks())
         return
-    from distill.bench import BenchConfig, run_bench
+    from distill.bench.run import BenchConfig, run_bench
 
     config = BenchConfig(
         models=list(models or []), output_dir=output_dir, tasks=tasks, seeds=seeds,
@@ -54,7 +54,7 @@ def report(
     plot: str | None = typer.Option(None, "--plot", help="Also write a PNG bar chart comparing the models here."),
 ) -> None:
     """Print the Markdown table (mean ± std over seeds, average, #params) of a results folder."""
-    from distill.report import plot_report, render_report
+    from distill.bench.report import plot_report, render_report
 
     print(render_report(results_dir), end="")
     if plot:
