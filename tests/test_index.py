@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_fixtures import DIM, EVERY_TYPE, build, exact_top, queries, recall_at, vectors
 
-import koembed.index_types as index_types
+import koembed.index.spec as spec_module
 from koembed.errors import IndexRefusedError, InputError
-from koembed.index import MANIFEST, STORE, Index
-from koembed.index_types import resolve_spec
-from koembed.search import search
-from tests.index_fixtures import DIM, EVERY_TYPE, build, exact_top, queries, recall_at, vectors
+from koembed.index import Index, resolve_spec, search
+from koembed.index.files import MANIFEST, STORE
+from koembed.index.manifest import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,10 +50,10 @@ def test_auto_rule_by_size_and_memory():
 def test_every_auto_choice_reaches_recall_95_against_flat(tmp_path, monkeypatch, budget, expected):
     n = 20_000
     if budget is not None:  # same rule, smaller exact threshold so the IVF choices are reachable in a test
-        monkeypatch.setattr(index_types, "EXACT_MAX", 2_000)
+        monkeypatch.setattr(spec_module, "EXACT_MAX", 2_000)
     x, q = vectors(n), queries(100, n)
     with build(tmp_path / "ix", x, "auto", memory_budget=budget) as index:
-        spec = index.manifest["spec"]
+        spec = index.manifest.spec
         assert expected in spec and (budget is None) == (spec == "Flat")
         found = [[h.id for h in hits] for hits in search(index, q, k=10)]
     assert recall_at(found, exact_top(x, q, 10)) >= 0.95, spec
@@ -144,9 +144,10 @@ def test_a_crash_at_any_commit_step_leaves_a_loadable_index(tmp_path, monkeypatc
     with Index.open(d, writable=True) as reopened:
         assert reopened.count == (300 if expect_new else 200)
         assert reopened.faiss.ntotal == reopened.count
-        assert search(reopened, x[250:251], k=1)[0][0].id == ("n50" if expect_new else search(
-            reopened, x[250:251], k=1)[0][0].id)
-        assert sorted(p.name for p in d.glob("index.*.faiss")) == [reopened.manifest["faiss_file"]]
+        # Rolled forward: x[250] is document n50; rolled back: its nearest of the 200 first documents.
+        nearest_old = f"d{exact_top(x[:200], x[250:251], 1)[0][0]}"
+        assert search(reopened, x[250:251], k=1)[0][0].id == ("n50" if expect_new else nearest_old)
+        assert sorted(p.name for p in d.glob("index.*.faiss")) == [reopened.manifest.faiss_file]
     manifest = json.loads((d / MANIFEST).read_text())
     assert manifest["count"] == (300 if expect_new else 200)
     with Index.open(d) as again:  # the repaired manifest verifies
@@ -155,7 +156,7 @@ def test_a_crash_at_any_commit_step_leaves_a_loadable_index(tmp_path, monkeypatc
 
 BUILD_SCRIPT = textwrap.dedent("""
     import sys, time
-    from koembed.index_build import IndexConfig, build_index
+    from koembed.index import IndexConfig, build_index
     import torch
     torch.set_num_threads(1)
     inp, out, model = sys.argv[1:4]
@@ -207,7 +208,7 @@ def test_sigkill_mid_build_then_resume_equals_uninterrupted_build(tmp_path, tiny
         assert 0 < partial.count < 400
 
     # Resume (same command) and an uninterrupted reference build, both in this process.
-    from koembed.index_build import IndexConfig, build_index
+    from koembed.index import IndexConfig, build_index
 
     def config(out: Path) -> IndexConfig:
         return IndexConfig(input=str(inp), output=str(out), model=str(tiny_st_dir), chunk_size=40, commit_every=40,
@@ -278,4 +279,34 @@ def test_not_an_index_and_corrupt_files_are_refused(tmp_path):
     (d / STORE).write_bytes(store)
     (d / MANIFEST).write_text("{ not json")
     with pytest.raises(IndexRefusedError, match="corrupt manifest"):
+        Index.open(d)
+
+
+# The keys manifest.json had when it was an untyped dict: indexes built before the typed Manifest must open,
+# and indexes built now must read the same for an older koembed.
+FILE_KEYS = {"format", "format_version", "model", "dim", "metric", "index_type", "spec", "spec_reason",
+             "search_defaults", "count", "ntotal", "tombstones", "next_row_id", "trained", "generation", "files",
+             "created", "updated", "config", "faiss_file", "calibration"}
+
+
+def test_manifest_file_format_is_unchanged_and_unknown_keys_survive(tmp_path):
+    d = tmp_path / "ix"
+    build(d, vectors(1_000), "IVF16,Flat").close()
+    on_disk = json.loads((d / MANIFEST).read_text())
+    assert set(on_disk) == FILE_KEYS and set(on_disk["model"]) == {"name", "fingerprint", "backend"}
+    assert on_disk["count"] == 1_000 and on_disk["calibration"]["nprobe"] == on_disk["search_defaults"]["nprobe"]
+    assert Manifest.from_dict(on_disk, d).to_dict() == on_disk
+    with Index.open(d, writable=True) as index:
+        assert not index.has_changes
+        index.manifest.extra["written_by_a_newer_koembed"] = {"x": 1}
+        index.remove(["d0"], commit=False)
+        assert index.has_changes
+        index.commit()
+        assert not index.has_changes
+    with Index.open(d) as index:
+        assert index.manifest.extra == {"written_by_a_newer_koembed": {"x": 1}} and index.count == 999
+    assert json.loads((d / MANIFEST).read_text())["written_by_a_newer_koembed"] == {"x": 1}
+    del on_disk["dim"]
+    (d / MANIFEST).write_text(json.dumps(on_disk))
+    with pytest.raises(IndexRefusedError, match="manifest lacks dim"):
         Index.open(d)

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from index_fixtures import EVERY_TYPE, build, queries, vectors
 
 from koembed.errors import IndexRefusedError
 from koembed.index import Index
-from koembed.search import EXACT_FILTER_MAX, search
-from tests.index_fixtures import EVERY_TYPE, build, queries, vectors
+from koembed.index.query import EXACT_FILTER_MAX, search
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +101,7 @@ def test_text_search_uses_the_encoder_and_checks_its_fingerprint(tmp_path, tiny_
         assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
         [[only]] = search(index, ["서울 날씨"], k=3, encoder=tiny_encoder, filter={"topic": "e"})
         assert only.id == "t2" and only.metadata == {"topic": "e"}
-        index.manifest["model"]["fingerprint"] = "0" * 32  # as if the index came from another model
+        index.manifest.model.fingerprint = "0" * 32  # as if the index came from another model
         with pytest.raises(IndexRefusedError, match="differs from the index's model"):
             search(index, ["서울"], encoder=tiny_encoder)
         assert search(index, ["서울"], k=1, encoder=tiny_encoder, allow_model_mismatch=True)[0]

@@ -4,7 +4,7 @@ For N clustered unit vectors (koembed.synthetic) and each index type: build a ko
 the library (``Index.create`` + ``add_vectors`` in chunks + commit, i.e. training, FAISS adds,
 SQLite inserts and the crash-safe commit), then time 1,000 queries (k=10) in one batch
 
-- through ``koembed.search.search`` (normalisation, id selector / parameters, FAISS, fetching ids,
+- through ``koembed.index.search`` (normalisation, id selector / parameters, FAISS, fetching ids,
   texts and metadata from SQLite), and
 - through FAISS directly on the same loaded FAISS object with the same parameters,
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import faiss
 
     from koembed.index import Index
-    from koembed.search import hits_from, search
+    from koembed.index.query import hits_from, search
     from koembed.synthetic import clustered_vectors, queries_like
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="koembed-index-bench-"))
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         build_s = time.perf_counter() - t0
         index.close()
         index = Index.open(d)  # search as a user would: a fresh, verified open (mmap for files >= 1 GiB)
-        faiss_bytes = (d / index.manifest["faiss_file"]).stat().st_size
+        faiss_bytes = (d / index.manifest.faiss_file).stat().st_size
         store_bytes = (d / "docs.sqlite").stat().st_size
 
-        from koembed.index_types import search_params
+        from koembed.index.spec import search_params
 
         params = search_params(index.faiss, nprobe=index.spec.search_defaults.get("nprobe"),
                                ef_search=index.spec.search_defaults.get("efSearch"))
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 np.savez(args.truth, ids=ids, qps=flat_qps)
         recall = _recall(ids, truth) if truth is not None else None
         row = {
-            "n": args.n, "dim": args.dim, "type": kind, "spec": index.manifest["spec"],
+            "n": args.n, "dim": args.dim, "type": kind, "spec": index.manifest.spec,
             "search_defaults": index.spec.search_defaults, "build_s": round(build_s, 1),
             "faiss_bytes_per_vector": round(faiss_bytes / args.n, 1),
             "store_bytes_per_vector": round(store_bytes / args.n, 1),

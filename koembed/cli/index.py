@@ -1,5 +1,5 @@
-"""``koembed index / search / info / remove / compact``: thin commands over :mod:`koembed.index_build`,
-:mod:`koembed.search` and :class:`koembed.index.Index`. Data goes to stdout, messages to stderr.
+"""``koembed index / search / info / remove / compact``: thin commands over :mod:`koembed.index`
+(:func:`build_index`, :func:`search` and :class:`Index`). Data goes to stdout, messages to stderr.
 
 Nothing heavy is imported at module level; ``search`` with a non-torch backend never imports torch.
 """
@@ -36,7 +36,7 @@ def index_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes."""
-    from koembed.index_build import IndexConfig, build_index
+    from koembed.index import IndexConfig, build_index
 
     config = IndexConfig(input=input, output=output, model=model, backend=backend, index_type=index_type, fmt=fmt,
                          text_field=text_field, id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad,
@@ -87,8 +87,7 @@ def search_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
     """Search DIR for each query; prints a table, or JSON lines with --json."""
-    from koembed.index import Index
-    from koembed.search import load_encoder_for, search
+    from koembed.index import Index, load_encoder_for, search
 
     texts = list(query or [])
     if queries:

@@ -1,6 +1,6 @@
 """The files of an index directory: names, checksums, the manifest's first checks, the writer lock.
 
-See :mod:`koembed.index` for the layout and the commit protocol that uses them.
+See :mod:`koembed.index.core` for the layout and the commit protocol that uses them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import IndexRefusedError
+from koembed.index.manifest import FORMAT, FORMAT_VERSION, Manifest
 
-FORMAT = "koembed-index"
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STORE = "docs.sqlite"
 LOCK = ".lock"
+# Read-only opens memory-map FAISS files at least this big instead of reading them into RAM.
+MMAP_MIN_BYTES = 1 << 30
 
 
 def file_checksum(path: Path) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def not_an_index(d: Path, why: str) -> IndexRefusedError:
     return IndexRefusedError(f"{d}: not a koembed index ({why}); build one with `koembed index INPUT -o {d}`")
 
 
-def read_manifest(d: Path) -> dict[str, Any]:
+def read_manifest(d: Path) -> Manifest:
     """The parsed ``manifest.json`` of ``d``; refuses directories that are not koembed indexes."""
     if not d.is_dir():
         raise not_an_index(d, "no such directory")
@@ -57,7 +58,7 @@ def read_manifest(d: Path) -> dict[str, Any]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexRefusedError(f"{d}: index format version {manifest.get('format_version')} is not supported "
                                 f"by this koembed (version {FORMAT_VERSION}); upgrade koembed or rebuild")
-    return manifest
+    return Manifest.from_dict(manifest, path)
 
 
 def verify_file(d: Path, name: str, expected: dict[str, Any]) -> None:
@@ -72,6 +73,28 @@ def verify_file(d: Path, name: str, expected: dict[str, Any]) -> None:
     if got["crc32"] != expected["crc32"]:
         raise IndexRefusedError(f"{path}: checksum {got['crc32']} does not match the manifest's "
                                 f"{expected['crc32']} (corrupt); rebuild the index")
+
+
+def read_faiss(d: Path, committed: Manifest, *, mmap: bool | None) -> Any:
+    """Load the FAISS file ``committed`` names, checked against its vector count and dimension.
+
+    ``mmap`` None: memory-map files of at least ``MMAP_MIN_BYTES``; False: read into RAM (writers always do).
+    """
+    import faiss
+
+    path = d / str(committed.faiss_file)
+    if mmap is None:
+        mmap = path.stat().st_size >= MMAP_MIN_BYTES
+    # IVF maps its inverted lists, flat-code types (Flat, HNSW storage) their codes.
+    flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if "IVF" in committed.spec else faiss.IO_FLAG_MMAP_IFC)
+    try:
+        fi = faiss.read_index(str(path), flags if mmap else 0)
+    except RuntimeError:
+        raise IndexRefusedError(f"{path}: unreadable FAISS file (corrupt); rebuild the index") from None
+    if fi.d != committed.dim or fi.ntotal != committed.ntotal:
+        raise IndexRefusedError(f"{path}: holds {fi.ntotal} vectors of dimension {fi.d}, the manifest "
+                                f"says {committed.ntotal} of {committed.dim}; rebuild the index")
+    return fi
 
 
 def lock_dir(d: Path) -> int:

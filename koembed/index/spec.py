@@ -3,7 +3,7 @@
 Every index measures cosine similarity as the inner product of L2-normalised vectors. The FAISS ids
 of an index are koembed's row ids: IVF indexes take ids natively, every other type is wrapped in
 ``IndexIDMap2`` (which also gives ``reconstruct`` by id). Types whose FAISS class cannot delete
-(HNSW) get tombstones instead; see :mod:`koembed.index`.
+(HNSW) get tombstones instead; see :mod:`koembed.index.core`.
 
 The ``auto`` rule (documented in docs/index.md), for ``n`` expected vectors of dimension ``d`` and a
 memory budget ``B`` (half the machine's RAM unless given):
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from koembed.errors import InputError
+from koembed.errors import IndexRefusedError, InputError
 
 EXACT_MAX = 100_000
 DEFAULT_HNSW_M = 32
@@ -176,6 +176,26 @@ def new_faiss_index(spec: IndexSpec, dim: int) -> Any:
         return faiss.IndexIDMap2(index)
     tune_training(index)
     return index
+
+
+def train_faiss(index: Any, spec: IndexSpec, x: np.ndarray, where: object) -> tuple[int | None, int]:
+    """Train ``index`` on normalised vectors ``x`` (sampled down to ``spec.train_size()``).
+
+    Returns the calibrated nprobe (None for non-IVF types) and the number of training vectors.
+    """
+    if len(x) < spec.min_train():
+        raise IndexRefusedError(f"{where}: index type {spec.factory} needs at least {spec.min_train()} "
+                                f"training vectors, got {len(x)}; use --index-type flat or a smaller IVF")
+    if spec.train_size() and len(x) > spec.train_size():
+        x = x[np.random.default_rng(0).choice(len(x), spec.train_size(), replace=False)]
+    tune_training(index)
+    try:
+        index.train(x)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1][:160]
+        raise IndexRefusedError(f"{where}: training {spec.factory} on {len(x)} vectors failed ({reason}); "
+                                "use more documents or a simpler --index-type") from None
+    return calibrate_nprobe(index, x), len(x)
 
 
 def tune_training(index: Any) -> None:

@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from koembed.errors import InputError
-from koembed.index import Index
-from koembed.index_types import search_params
+from koembed.errors import IndexRefusedError, InputError
+from koembed.index.core import Index
+from koembed.index.spec import search_params
+from koembed.vectors import l2_normalize
 
 EXACT_FILTER_MAX = 10_000
 MAX_EF_SEARCH = 4096
@@ -41,12 +42,12 @@ def load_encoder_for(index: Index, model: str | None = None, backend: str | None
     """The encoder that made ``index`` (the manifest's model and backend) unless ``model``/``backend`` override."""
     from koembed.encoder import KoMiniLMEncoder
 
-    info = index.manifest["model"]
-    name = model or info.get("name")
+    info = index.manifest.model
+    name = model or info.name
     if not name:
         raise InputError(f"{index.directory}: the index was built from vectors without a model name; "
                          "pass a model (--model) or search with vectors")
-    encoder = KoMiniLMEncoder(name, device=device, backend=backend or info.get("backend") or "torch")
+    encoder = KoMiniLMEncoder(name, device=device, backend=backend or info.backend or "torch")
     index.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch, name=encoder.model_name)
     return encoder
 
@@ -130,11 +131,9 @@ def search_vectors(idx: Index, queries: np.ndarray, k: int, *, filter: dict[str,
     if q.ndim == 1:
         q = q[None, :]
     if q.ndim != 2 or q.shape[1] != idx.dim:
-        from koembed.errors import IndexRefusedError
-
         raise IndexRefusedError(f"{idx.directory}: query vectors of dimension {q.shape[-1]} do not match the "
                                 f"index's {idx.dim}; use the index's model")
-    q = np.ascontiguousarray(q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+    q = np.ascontiguousarray(l2_normalize(q))
     n_live = idx.count if (filter or len(idx.tombstones())) else int(idx.faiss.ntotal)
     empty = (np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64))
     if n_live == 0:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,40 +33,36 @@ import numpy as np
 
 from koembed.atomic import atomic_path, atomic_write_text
 from koembed.errors import IndexRefusedError, InputError
-from koembed.index_files import (
-    FORMAT,
-    FORMAT_VERSION,
+from koembed.index.files import (
     MANIFEST,
     STORE,
     file_checksum,
     lock_dir,
     now,
+    read_faiss,
     read_manifest,
     remove_orphans,
     unlock_dir,
     verify_file,
 )
-from koembed.index_types import (
+from koembed.index.manifest import Manifest, ModelInfo
+from koembed.index.spec import (
     CALIBRATION_RECALL,
     IndexSpec,
     apply_search_defaults,
-    calibrate_nprobe,
     can_remove,
     new_faiss_index,
     resolve_spec,
-    tune_training,
+    train_faiss,
 )
-from koembed.store import DocStore, metadata_json
-
-METRIC = "cosine (inner product of L2-normalised vectors)"
-# Read-only opens memory-map FAISS files at least this big instead of reading them into RAM.
-MMAP_MIN_BYTES = 1 << 30
+from koembed.index.store import DocStore, metadata_json
+from koembed.vectors import l2_normalize
 
 
 class Index:
     """An open index directory. Use :meth:`create` or :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], store: DocStore, faiss_index: Any,
+    def __init__(self, directory: Path, manifest: Manifest, store: DocStore, faiss_index: Any,
                  writable: bool, lock_fd: int | None) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -94,20 +91,14 @@ class Index:
         # Built beside the target and renamed into place, so a killed create leaves no half index at d.
         tmp = d.parent / f".{d.name}.creating-{os.getpid()}"
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp)
         tmp.mkdir()
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
-            "model": {"name": model_name, "fingerprint": model_fingerprint, "backend": backend},
-            "dim": int(dim), "metric": METRIC, "index_type": index_type, "spec": spec.factory,
-            "spec_reason": spec.reason, "search_defaults": spec.search_defaults, "count": 0, "ntotal": 0,
-            "tombstones": 0, "next_row_id": 0, "trained": False, "generation": -1, "files": {},
-            "created": now(), "updated": now(), "config": config or {},
-        }
+        manifest = Manifest(dim=int(dim), spec=spec.factory, index_type=index_type,
+                            model=ModelInfo(model_name, model_fingerprint, backend), spec_reason=spec.reason,
+                            search_defaults=dict(spec.search_defaults), created=now(), updated=now(),
+                            config=config or {})
         index = cls(tmp, manifest, DocStore(tmp / STORE), new_faiss_index(spec, dim), True, lock_dir(tmp))
-        index.manifest["trained"] = bool(index.faiss.is_trained)
+        index.manifest.trained = bool(index.faiss.is_trained)
         index._dirty = True
         index.commit()
         index.close()
@@ -120,8 +111,6 @@ class Index:
     def open(cls, directory: str | os.PathLike, *, writable: bool = False, verify: bool = True,
              mmap: bool | None = None) -> Index:
         """Open an index, verifying file checksums; refuse anything that is not a consistent koembed index."""
-        import faiss
-
         d = Path(directory)
         manifest = read_manifest(d)
         if not (d / STORE).is_file():
@@ -130,41 +119,28 @@ class Index:
         store = None
         try:
             store = DocStore(d / STORE, readonly=not os.access(d, os.W_OK))
-            committed = store.get_state("manifest")
-            if not isinstance(committed, dict):
-                raise IndexRefusedError(f"{d / STORE}: holds no committed manifest; the index is corrupt, rebuild it")
-            recover = committed["generation"] == manifest["generation"] + 1
-            if committed["generation"] != manifest["generation"] and not recover:
-                raise IndexRefusedError(f"{d}: {MANIFEST} (generation {manifest['generation']}) and {STORE} "
-                                        f"(generation {committed['generation']}) disagree; rebuild the index")
+            committed = store.committed_manifest()
+            recover = committed.generation == manifest.generation + 1
+            if committed.generation != manifest.generation and not recover:
+                raise IndexRefusedError(f"{d}: {MANIFEST} (generation {manifest.generation}) and {STORE} "
+                                        f"(generation {committed.generation}) disagree; rebuild the index")
             if recover:  # killed between the SQLite commit and the manifest write: finish that commit
                 manifest = committed
-            faiss_name = committed["faiss_file"]
+            faiss_name = committed.faiss_file
+            if faiss_name is None or faiss_name not in committed.files:
+                raise IndexRefusedError(f"{d / STORE}: the committed manifest names no FAISS file; rebuild the index")
             if verify:
-                verify_file(d, faiss_name, committed["files"][faiss_name])
+                verify_file(d, faiss_name, committed.files[faiss_name])
                 if not recover:
-                    verify_file(d, STORE, manifest["files"][STORE])
-            faiss_path = d / faiss_name
-            if mmap is None:
-                mmap = not writable and faiss_path.stat().st_size >= MMAP_MIN_BYTES
-            flags = 0
-            if mmap and not writable:  # IVF maps its inverted lists, flat-code types (Flat, HNSW storage) their codes
-                flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if "IVF" in manifest["spec"]
-                                                   else faiss.IO_FLAG_MMAP_IFC)
-            try:
-                fi = faiss.read_index(str(faiss_path), flags)
-            except RuntimeError:
-                raise IndexRefusedError(f"{faiss_path}: unreadable FAISS file (corrupt); rebuild the index") from None
-            if fi.d != manifest["dim"] or fi.ntotal != committed["ntotal"]:
-                raise IndexRefusedError(f"{faiss_path}: holds {fi.ntotal} vectors of dimension {fi.d}, the manifest "
-                                        f"says {committed['ntotal']} of {manifest['dim']}; rebuild the index")
+                    verify_file(d, STORE, manifest.files[STORE])
+            fi = read_faiss(d, committed, mmap=False if writable else mmap)
         except BaseException:
             if store is not None:
                 store.close()
             unlock_dir(lock_fd)
             raise
-        apply_search_defaults(fi, manifest.get("search_defaults", {}))
-        index = cls(d, dict(committed), store, fi, writable, lock_fd)
+        apply_search_defaults(fi, manifest.search_defaults)
+        index = cls(d, committed.copy(), store, fi, writable, lock_fd)
         if recover and os.access(d, os.W_OK):
             index._write_manifest()
         if writable:
@@ -187,7 +163,7 @@ class Index:
     # -- properties ----------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        return int(self.manifest["dim"])
+        return int(self.manifest.dim)
 
     @property
     def count(self) -> int:
@@ -195,11 +171,16 @@ class Index:
 
     @property
     def spec(self) -> IndexSpec:
-        return IndexSpec(self.manifest["spec"], dict(self.manifest.get("search_defaults", {})))
+        return IndexSpec(self.manifest.spec, dict(self.manifest.search_defaults))
 
     @property
     def generation(self) -> int:
-        return int(self.manifest["generation"])
+        return int(self.manifest.generation)
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether there are changes that :meth:`commit` has not yet made durable."""
+        return self._dirty
 
     @property
     def is_trained(self) -> bool:
@@ -214,16 +195,7 @@ class Index:
     def check_model(self, fingerprint: str | None, dim: int | None = None, *, allow_mismatch: bool = False,
                     name: str | None = None) -> None:
         """Refuse a model whose vectors would not be comparable with the index's."""
-        if dim is not None and dim != self.dim:
-            raise IndexRefusedError(f"{self.directory}: the model gives {dim}-dimensional vectors, the index holds "
-                                    f"{self.dim}-dimensional ones; use the index's model "
-                                    f"({self.manifest['model'].get('name')})")
-        want = self.manifest["model"].get("fingerprint")
-        if want and fingerprint and fingerprint != want and not allow_mismatch:
-            raise IndexRefusedError(
-                f"{self.directory}: model {name or ''} (fingerprint {fingerprint[:12]}) differs from the index's model "
-                f"{self.manifest['model'].get('name')!r} (fingerprint {want[:12]}); use that model, or for search "
-                "only pass --allow-model-mismatch")
+        self.manifest.check_model(self.directory, fingerprint, dim, allow_mismatch=allow_mismatch, name=name)
 
     # -- writes --------------------------------------------------------------------------------------
     def _require_writable(self) -> None:
@@ -235,27 +207,13 @@ class Index:
         self._require_writable()
         if self.faiss.is_trained:
             return
-        x = self._prepare(vectors)
-        spec = self.spec
-        if len(x) < spec.min_train():
-            raise IndexRefusedError(f"{self.directory}: index type {spec.factory} needs at least {spec.min_train()} "
-                                    f"training vectors, got {len(x)}; use --index-type flat or a smaller IVF")
-        if spec.train_size() and len(x) > spec.train_size():
-            x = x[np.random.default_rng(0).choice(len(x), spec.train_size(), replace=False)]
-        tune_training(self.faiss)
-        try:
-            self.faiss.train(x)
-        except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[-1][:160]
-            raise IndexRefusedError(f"{self.directory}: training {spec.factory} on {len(x)} vectors failed ({reason}); "
-                                    "use more documents or a simpler --index-type") from None
-        nprobe = calibrate_nprobe(self.faiss, x)
+        nprobe, sample = train_faiss(self.faiss, self.spec, self._prepare(vectors), self.directory)
         if nprobe is not None:
-            self.manifest["search_defaults"] = dict(self.manifest.get("search_defaults", {}), nprobe=nprobe)
-            self.manifest["calibration"] = {"nprobe": nprobe, "target_recall_at_10": CALIBRATION_RECALL,
-                                            "sample": len(x)}
-            apply_search_defaults(self.faiss, self.manifest["search_defaults"])
-        self.manifest["trained"] = True
+            self.manifest.search_defaults = dict(self.manifest.search_defaults, nprobe=nprobe)
+            self.manifest.calibration = {"nprobe": nprobe, "target_recall_at_10": CALIBRATION_RECALL,
+                                         "sample": sample}
+            apply_search_defaults(self.faiss, self.manifest.search_defaults)
+        self.manifest.trained = True
         self._dirty = True
 
     def add_vectors(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str],
@@ -283,7 +241,7 @@ class Index:
             self.train(x)
         old = self.store.lookup(r[0] for r in rows)
         old_row_ids = np.array(sorted(v[0] for v in old.values()), dtype=np.int64)
-        start = int(self.manifest["next_row_id"])
+        start = int(self.manifest.next_row_id)
         row_ids = np.arange(start, start + len(rows), dtype=np.int64)
         self.store.begin()
         try:
@@ -295,7 +253,7 @@ class Index:
         except BaseException:
             self._abort()
             raise
-        self.manifest["next_row_id"] = start + len(rows)
+        self.manifest.next_row_id = start + len(rows)
         self._dirty = True
         if commit:
             self.commit()
@@ -328,7 +286,7 @@ class Index:
             return 0
         live = self.store.row_ids()
         fresh = new_faiss_index(self.spec, self.dim)
-        apply_search_defaults(fresh, self.manifest.get("search_defaults", {}))
+        apply_search_defaults(fresh, self.manifest.search_defaults)
         self.store.begin()
         for s in range(0, len(live), 65536):
             part = live[s : s + 65536]
@@ -358,18 +316,16 @@ class Index:
                                     f"{self.dim}; nothing was changed")
         if not np.isfinite(x).all():
             raise InputError("vectors contain NaN or infinity; nothing was changed")
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+        return np.ascontiguousarray(l2_normalize(x))
 
     def _abort(self) -> None:
         """Undo uncommitted changes: roll SQLite back and reload the last committed FAISS file."""
         import faiss
 
         self.store.rollback()
-        committed = self.store.get_state("manifest")
-        self.manifest = dict(committed)
-        self.faiss = faiss.read_index(str(self.directory / committed["faiss_file"]))
-        apply_search_defaults(self.faiss, self.manifest.get("search_defaults", {}))
+        self.manifest = self.store.committed_manifest()
+        self.faiss = faiss.read_index(str(self.directory / self.manifest.faiss_file))
+        apply_search_defaults(self.faiss, self.manifest.search_defaults)
         self._tombstones_cache = None
         self._dirty = False
 
@@ -379,17 +335,16 @@ class Index:
         if not self._dirty:
             return
         self._require_writable()
-        old_file = self.manifest.get("faiss_file")
+        old_file = self.manifest.faiss_file
         gen = self.generation + 1
         name = f"index.{gen:06d}.faiss"
         self._write_faiss(name)
-        m = dict(self.manifest)
-        m.update(generation=gen, faiss_file=name, files={name: file_checksum(self.directory / name)},
-                 ntotal=int(self.faiss.ntotal), updated=now(), trained=bool(self.faiss.is_trained))
+        m = self.manifest.copy(generation=gen, faiss_file=name, files={name: file_checksum(self.directory / name)},
+                               ntotal=int(self.faiss.ntotal), updated=now(), trained=bool(self.faiss.is_trained))
         self.store.begin()
-        m["count"] = self.store.count()
-        m["tombstones"] = len(self.store.tombstones())
-        self.store.set_state("manifest", m)
+        m.count = self.store.count()
+        m.tombstones = len(self.store.tombstones())
+        self.store.set_state("manifest", m.to_dict())
         self._store_commit()
         self.manifest = m
         self._dirty = False
@@ -407,13 +362,13 @@ class Index:
         self.store.commit()
 
     def _write_manifest(self) -> None:
-        m = dict(self.manifest)
-        m["files"] = dict(m["files"]) | {STORE: file_checksum(self.directory / STORE)}
+        m = self.manifest.copy()
+        m.files[STORE] = file_checksum(self.directory / STORE)
         self.manifest = m
-        atomic_write_text(self.directory / MANIFEST, json.dumps(m, ensure_ascii=False, indent=2) + "\n")
+        atomic_write_text(self.directory / MANIFEST, json.dumps(m.to_dict(), ensure_ascii=False, indent=2) + "\n")
 
     def _remove_orphans(self) -> None:
-        remove_orphans(self.directory, self.manifest["faiss_file"])
+        remove_orphans(self.directory, self.manifest.faiss_file)
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, ext_id: str) -> dict[str, Any] | None:
@@ -428,10 +383,10 @@ class Index:
         """The manifest plus live counts and on-disk sizes."""
         sizes = {p.name: p.stat().st_size for p in sorted(self.directory.iterdir()) if p.is_file()
                  and not p.name.startswith(".")}
-        return {"directory": str(self.directory), "count": self.count, "spec": self.manifest["spec"],
-                "index_type": self.manifest["index_type"], "dim": self.dim,
-                "model": self.manifest["model"], "metric": self.manifest["metric"],
-                "search_defaults": self.manifest.get("search_defaults", {}), "ntotal": int(self.faiss.ntotal),
+        m = self.manifest
+        return {"directory": str(self.directory), "count": self.count, "spec": m.spec, "index_type": m.index_type,
+                "dim": self.dim, "model": m.model.as_dict(), "metric": m.metric,
+                "search_defaults": dict(m.search_defaults), "ntotal": int(self.faiss.ntotal),
                 "tombstones": int(len(self.tombstones())), "generation": self.generation,
-                "created": self.manifest["created"], "updated": self.manifest["updated"],
+                "created": m.created, "updated": m.updated,
                 "sizes": sizes, "total_bytes": sum(sizes.values())}

@@ -1,7 +1,7 @@
 """Build or update an index from a document file: validate, then stream encode -> add -> commit in chunks.
 
 Memory stays bounded: documents are read ``chunk_size`` at a time, encoded and added to FAISS, and
-committed (see :mod:`koembed.index`) every ``commit_every`` documents or ``commit_seconds``, whichever
+committed (see :mod:`koembed.index.core`) every ``commit_every`` documents or ``commit_seconds``, whichever
 comes first; the commit interval grows with the index (at least a quarter of its size) so that
 rewriting the FAISS file costs O(n) in total rather than O(n^2). IVF/PQ types first collect a
 training sample of at most ``IndexSpec.train_size()`` vectors.
@@ -27,9 +27,10 @@ import numpy as np
 
 from koembed.corpus import CorpusStats, Record, detect_format, iter_records
 from koembed.errors import IndexRefusedError
-from koembed.index import MANIFEST, Index
-from koembed.index_types import resolve_spec
-from koembed.store import metadata_json
+from koembed.index.core import Index
+from koembed.index.files import MANIFEST
+from koembed.index.spec import resolve_spec
+from koembed.index.store import metadata_json
 
 
 @dataclass
@@ -88,23 +89,23 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
             if encoder is None:
                 from koembed.encoder import KoMiniLMEncoder
 
-                model = config.model or (existing.manifest["model"].get("name") if existing else None)
+                model = config.model or (existing.manifest.model.name if existing else None)
                 encoder = KoMiniLMEncoder(model, device=config.device, backend=config.backend)
             if existing is not None:
                 existing.check_model(encoder.fingerprint, encoder.dim, name=encoder.model_name)
             if existing is None:
                 _check_trainable(config, total, encoder.dim)
-            elif config.index_type not in ("auto", existing.manifest["index_type"], existing.manifest["spec"]):
-                raise IndexRefusedError(f"{out}: is a {existing.manifest['spec']} index; it keeps its type "
+            elif config.index_type not in ("auto", existing.manifest.index_type, existing.manifest.spec):
+                raise IndexRefusedError(f"{out}: is a {existing.manifest.spec} index; it keeps its type "
                                         f"(--index-type {config.index_type} applies to new indexes only)")
             index = existing or Index.create(out, encoder.dim, index_type=config.index_type,
                                              expected_count=total, model_name=encoder.model_name,
                                              model_fingerprint=encoder.fingerprint, backend=config.backend,
                                              memory_budget=config.memory_budget, config=asdict(config))
             existing = index
-            result = BuildResult(directory=str(out), spec=index.manifest["spec"], read=stats.read, empty=stats.empty,
+            result = BuildResult(directory=str(out), spec=index.manifest.spec, read=stats.read, empty=stats.empty,
                                  bad=stats.bad, bad_locations=stats.bad_locations)
-            index.manifest["config"] = asdict(config)
+            index.manifest.config = asdict(config)
             _stream(index, encoder, config, _records(config, path, CorpusStats()), total, result, quiet, on_commit)
             result.count = index.count
     finally:
@@ -207,7 +208,7 @@ def _stream(index: Index, encoder: Any, config: IndexConfig, records: Iterator[R
             commit()
     if train_buf:
         _train_and_flush(index, train_buf, add)
-    if pending or index._dirty:
+    if pending or index.has_changes:
         commit()
     if bar is not None:
         bar.close()

@@ -3,7 +3,7 @@
 Each document row holds the row id (the id its vector has in FAISS), the user's string id, the text
 and the metadata as a JSON object. A ``state`` table holds the index manifest as of the last commit,
 so that one SQLite transaction commits the documents and the description of the FAISS file they go
-with: SQLite is the commit point of an index (see :mod:`koembed.index`). The rollback-journal mode
+with: SQLite is the commit point of an index (see :mod:`koembed.index.core`). The rollback-journal mode
 (``journal_mode=DELETE``, ``synchronous=FULL``) keeps each commit atomic and, unlike WAL, leaves the
 database a single self-contained file after every commit, so its checksum in the manifest is stable.
 
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from koembed.errors import IndexRefusedError, InputError
+from koembed.index.manifest import Manifest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -95,6 +96,13 @@ class DocStore:
 
     def set_state(self, key: str, value: Any) -> None:
         self.conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def committed_manifest(self) -> Manifest:
+        """The manifest as of the last commit (the store is the commit point of an index)."""
+        data = self.get_state("manifest")
+        if not isinstance(data, dict):
+            raise IndexRefusedError(f"{self.path}: holds no committed manifest; the index is corrupt, rebuild it")
+        return Manifest.from_dict(data, self.path)
 
     # -- documents -----------------------------------------------------------------------------------
     def count(self) -> int:

@@ -1,0 +1,49 @@
+"""A persistent, crash-safe vector index with metadata filters: build it from a document file, search it.
+
+    from koembed.index import IndexConfig, build_index, search
+
+    build_index(IndexConfig(input="docs.jsonl", output="my-index"))
+    hits = search("my-index", ["질문"], k=5)
+
+Modules: :mod:`~koembed.index.core` (the :class:`Index` directory and its commit protocol),
+:mod:`~koembed.index.build` (document file -> index), :mod:`~koembed.index.query` (queries -> hits),
+:mod:`~koembed.index.spec` (index types and FAISS settings), :mod:`~koembed.index.store` (the SQLite
+document store), :mod:`~koembed.index.files` and :mod:`~koembed.index.manifest` (the directory's files).
+The query module is not named ``search``: a submodule of that name would shadow the ``search`` function
+on this package once imported. Names load on first use, so importing this package costs no FAISS or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "Index": "koembed.index.core",
+    "IndexConfig": "koembed.index.build",
+    "BuildResult": "koembed.index.build",
+    "build_index": "koembed.index.build",
+    "Hit": "koembed.index.query",
+    "search": "koembed.index.query",
+    "search_vectors": "koembed.index.query",
+    "load_encoder_for": "koembed.index.query",
+    "Manifest": "koembed.index.manifest",
+    "IndexSpec": "koembed.index.spec",
+    "resolve_spec": "koembed.index.spec",
+}
+
+if TYPE_CHECKING:
+    from koembed.index.build import BuildResult, IndexConfig, build_index
+    from koembed.index.core import Index
+    from koembed.index.manifest import Manifest
+    from koembed.index.query import Hit, load_encoder_for, search, search_vectors
+    from koembed.index.spec import IndexSpec, resolve_spec
+
+__all__ = ["BuildResult", "Hit", "Index", "IndexConfig", "IndexSpec", "Manifest", "build_index", "load_encoder_for",
+           "resolve_spec", "search", "search_vectors"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'koembed.index' has no attribute {name!r}")

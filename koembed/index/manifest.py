@@ -1,0 +1,102 @@
+"""The manifest of an index: a typed view of ``manifest.json`` (and of the copy committed in SQLite).
+
+The file format is unchanged from the untyped dict it replaces: :meth:`Manifest.to_dict` writes the
+same keys, and keys a newer koembed may add are kept in ``extra`` and written back, so a rewrite
+never drops them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from koembed.errors import IndexRefusedError
+
+FORMAT = "koembed-index"
+FORMAT_VERSION = 1
+METRIC = "cosine (inner product of L2-normalised vectors)"
+
+
+@dataclass
+class ModelInfo:
+    """The model whose vectors an index holds (all None for an index built from bare vectors)."""
+
+    name: str | None = None
+    fingerprint: str | None = None
+    backend: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+@dataclass
+class Manifest:
+    dim: int
+    spec: str  # the FAISS factory string
+    index_type: str = "auto"  # as requested: auto, an alias or a factory string
+    model: ModelInfo = field(default_factory=ModelInfo)
+    metric: str = METRIC
+    spec_reason: str = ""
+    search_defaults: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    ntotal: int = 0
+    tombstones: int = 0
+    next_row_id: int = 0
+    trained: bool = False
+    generation: int = -1
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"bytes", "crc32"}
+    created: str = ""
+    updated: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the IndexConfig of the last build
+    calibration: dict[str, Any] | None = None  # how the default nprobe was chosen (IVF only)
+    faiss_file: str | None = None  # None only before the first commit
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept as they were
+
+    _REQUIRED = ("dim", "spec", "generation", "files")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: object) -> Manifest:
+        """Parse a manifest dict read from ``where`` (a path, for messages); refuse one missing required keys."""
+        missing = [k for k in cls._REQUIRED if k not in data]
+        if missing:
+            raise IndexRefusedError(f"{where}: the manifest lacks {', '.join(missing)}; the index is corrupt, "
+                                    "rebuild it")
+        names = {f.name for f in dataclasses.fields(cls)} - {"model", "extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names | {"model", "format", "format_version"}}
+        model = data.get("model") or {}
+        return cls(**known, model=ModelInfo(model.get("name"), model.get("fingerprint"), model.get("backend")),
+                   extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model.as_dict()}
+        for f in dataclasses.fields(self):
+            if f.name in ("model", "extra"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("calibration", "faiss_file") and value is None:
+                continue
+            out[f.name] = value
+        return out | self.extra
+
+    def check_model(self, where: object, fingerprint: str | None, dim: int | None = None, *,
+                    allow_mismatch: bool = False, name: str | None = None) -> None:
+        """Refuse a model whose vectors would not be comparable with the ones this index holds."""
+        if dim is not None and dim != self.dim:
+            raise IndexRefusedError(f"{where}: the model gives {dim}-dimensional vectors, the index holds "
+                                    f"{self.dim}-dimensional ones; use the index's model ({self.model.name})")
+        want = self.model.fingerprint
+        if want and fingerprint and fingerprint != want and not allow_mismatch:
+            raise IndexRefusedError(
+                f"{where}: model {name or ''} (fingerprint {fingerprint[:12]}) differs from the index's model "
+                f"{self.model.name!r} (fingerprint {want[:12]}); use that model, or for search "
+                "only pass --allow-model-mismatch")
+
+    def copy(self, **changes: Any) -> Manifest:
+        """A deep-enough copy (nested dicts copied) with ``changes`` applied."""
+        m = dataclasses.replace(self, model=dataclasses.replace(self.model), search_defaults=dict(self.search_defaults),
+                                files=dict(self.files), config=dict(self.config), extra=dict(self.extra))
+        for key, value in changes.items():
+            setattr(m, key, value)
+        return m
