@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from koembed.backends.onnx.cache import artefact_dir, ensure_artefact, read_manifest  # noqa: E402
+from koembed.backends.onnx.pipeline import read_pipeline  # noqa: E402
 from koembed.errors import KoembedError, MissingExtraError  # noqa: E402
 from koembed.model_source import resolve_model  # noqa: E402
-from koembed.onnx_cache import artefact_dir, ensure_artefact, read_manifest  # noqa: E402
-from koembed.onnx_pipeline import read_pipeline  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # fp32: the same arithmetic in another runtime, so the vectors must agree to float rounding.
@@ -142,7 +142,8 @@ def test_cache_build_is_all_or_nothing(tmp_path):
 
 
 def test_bare_bert_after_crashed_export_and_without_torch_import(onnx_cache, tiny_bert_dir, tmp_path, monkeypatch):
-    from koembed import KoMiniLMEncoder, onnx_export
+    from koembed import KoMiniLMEncoder
+    from koembed.backends.onnx import export as onnx_export
 
     source = resolve_model(tiny_bert_dir)
     final = artefact_dir(source, "fp32")
@@ -188,7 +189,7 @@ def test_missing_onnxruntime_names_the_extra(tiny_st_dir, monkeypatch):
 
 
 def test_thread_setting(monkeypatch):
-    from koembed.backends.onnx_backend import default_threads
+    from koembed.backends.onnx.backend import default_threads
 
     monkeypatch.setenv("KOEMBED_THREADS", "3")
     assert default_threads() == 3

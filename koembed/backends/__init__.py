@@ -24,8 +24,8 @@ from koembed.model_source import ModelSource
 # name -> "module:factory"; factories take (source, device, max_seq_length, **options).
 BACKENDS: dict[str, str] = {
     "torch": "koembed.backends.torch_backend:TorchBackend",
-    "onnx": "koembed.backends.onnx_backend:OnnxBackend",
-    "onnx-int8": "koembed.backends.onnx_backend:OnnxInt8Backend",
+    "onnx": "koembed.backends.onnx.backend:OnnxBackend",
+    "onnx-int8": "koembed.backends.onnx.backend:OnnxInt8Backend",
 }
 
 

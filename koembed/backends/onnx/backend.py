@@ -1,7 +1,7 @@
 """ONNX Runtime backends: ``onnx`` (fp32) and ``onnx-int8``, on CPU, without torch at inference time.
 
 On first use the model is exported (encoder + pooling + normalisation in one graph) and, for int8,
-quantised; both are cached by model fingerprint (see :mod:`koembed.onnx_cache`). Inference then needs
+quantised; both are cached by model fingerprint (see :mod:`koembed.backends.onnx.cache`). Inference then needs
 only ``onnxruntime``, ``tokenizers`` and numpy: texts are tokenised in one batched Rust call, sorted by
 length and cut into sub-batches padded only to their own longest text.
 """
@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from koembed.backends.onnx.cache import artefact_dir, discard, ensure_artefact
+from koembed.backends.onnx.pipeline import PipelineSpec, read_pipeline
 from koembed.errors import KoembedError, MissingExtraError
 from koembed.model_source import ModelSource
-from koembed.onnx_cache import artefact_dir, discard, ensure_artefact
-from koembed.onnx_pipeline import PipelineSpec, read_pipeline
+from koembed.system import cpu_count
 
 # Sub-batch size inside one ``embed`` call: ORT on CPU gains little per text past this, and smaller
 # sub-batches keep padding low when lengths vary (see docs/benchmarks.md, ## Encoding).
@@ -45,10 +46,7 @@ def default_threads() -> int:
                 return max(1, int(env))
             except ValueError:
                 raise KoembedError(f"{name}={env!r} is not a whole number of threads") from None
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return cpu_count()
 
 
 class OnnxBackend:
@@ -85,7 +83,7 @@ class OnnxBackend:
         return folder, ensure_artefact(folder, lambda tmp: self._export(source, tmp))
 
     def _export(self, source: ModelSource, tmp: Path) -> dict[str, Any]:
-        from koembed.onnx_export import export_model
+        from koembed.backends.onnx.export import export_model
 
         fields = export_model(source, self.spec, tmp)
         return fields | {"variant": "fp32", "model": source.name, "pipeline": self.spec.as_dict()}
@@ -144,12 +142,12 @@ class OnnxBackend:
 
 
 class OnnxInt8Backend(OnnxBackend):
-    """int8 weights and activations where it is safe (see :mod:`koembed.quantize`), fp32 elsewhere."""
+    """int8 weights and activations where it is safe (see :mod:`koembed.backends.onnx.quantize`), fp32 elsewhere."""
 
     variant = "int8"
 
     def __init__(self, source: ModelSource, *args: Any, quantization: str | None = None, **kwargs: Any) -> None:
-        from koembed.quantize import QuantConfig
+        from koembed.backends.onnx.quantize import QuantConfig
 
         self.quant = QuantConfig.named(quantization)
         super().__init__(source, *args, **kwargs)
@@ -159,7 +157,7 @@ class OnnxInt8Backend(OnnxBackend):
         folder = artefact_dir(source, f"int8-{self.quant.key()}")
 
         def build(tmp: Path) -> dict[str, Any]:
-            from koembed.quantize import quantize_model
+            from koembed.backends.onnx.quantize import quantize_model
 
             fields = quantize_model(fp32_folder, tmp, self.quant, fp32_manifest)
             return fp32_manifest | fields | {"variant": "int8"}

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from koembed.backends.onnx.pipeline import PipelineSpec
 from koembed.errors import KoembedError
 from koembed.model_source import ModelSource
-from koembed.onnx_pipeline import PipelineSpec
 
 OPSET = 18
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
