@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from koembed.errors import InputError
-from koembed.train import CONFIG_NAME, RESULTS_NAME, StageConfig, TrainConfig, train
+from koembed.training.run import CONFIG_NAME, RESULTS_NAME, StageConfig, TrainConfig, train
 
 DEV_SLICE = 300
 SENTENCES = ["한 남자가 기타를 치고 있다.", "비행기가 이륙하고 있다.", "여자가 양파를 썰고 있다.", "고양이가 잔다."]
@@ -129,7 +129,7 @@ def test_cli_train_and_eval(tiny_bert_dir: Path, data_dir: Path, tmp_path: Path,
 
 
 def test_nli_triplets_and_pairs_hand_made() -> None:
-    from koembed.train_data import nli_triplets, positive_pairs
+    from koembed.training.data import nli_triplets, positive_pairs
 
     rows = [{"sentence1": "P", "sentence2": "E1", "label": "entailment"},
             {"sentence1": "P", "sentence2": "C1", "label": "contradiction"},
@@ -149,7 +149,7 @@ def test_nli_triplets_and_pairs_hand_made() -> None:
 
 def test_data_specs(data_dir: Path, tmp_path: Path) -> None:
     from koembed.korean_data import RowReport
-    from koembed.train_data import parse_spec, read_spec
+    from koembed.training.data import parse_spec, read_spec
 
     assert parse_spec("parakqc/paraKQC_v1.txt", data_dir)[0] == "parakqc"
     assert parse_spec("question_pair/train.txt", data_dir)[0] == "question-pair"

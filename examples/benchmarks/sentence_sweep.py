@@ -1,7 +1,7 @@
 """Sweep the sentence-training settings of a recipe over several base models, choosing on KorSTS dev.
 
 Each point of the sweep is the recipe's ``sentence`` block with a few fields replaced
-(``nli.lr=2e-4 sts.lr=1e-4``); every (base, point) pair is one ``koembed.train.train`` run, run
+(``nli.lr=2e-4 sts.lr=1e-4``); every (base, point) pair is one ``koembed.training.train`` run, run
 ``--jobs`` at a time in separate processes. The table reports KorSTS dev (what a choice may use)
 and KorSTS test (reported only, never used to choose).
 
@@ -37,7 +37,7 @@ def apply_point(sentence: dict[str, Any], point: str) -> dict[str, Any]:
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    from koembed.train import TrainConfig, train
+    from koembed.training import TrainConfig, train
 
     cfg = TrainConfig.from_dict({**job["sentence"], "base_model": job["base"], "data_dir": job["data_dir"],
                                  "output_dir": job["out"], "resume": True, "quiet": True})

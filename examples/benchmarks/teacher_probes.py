@@ -79,7 +79,7 @@ def vectors(run: Path, out: Path) -> None:
     from distill.mlm import MLMConfig, seed_word_embeddings
     from distill.recipe.run import RecipeConfig
     from koembed.evaluate import run_task
-    from koembed.train import TrainConfig, train
+    from koembed.training import TrainConfig, train
 
     tok = AutoTokenizer.from_pretrained(run / "tokenizer" / "tokenizer")
     model = BertModel.from_pretrained(run / "random_student" / "model")

@@ -2,7 +2,7 @@
 
 Without Hub access there is no KoMiniLM checkpoint here, so each preset starts from a *randomly
 initialised* BERT whose WordPiece tokenizer is trained on the training-side text only (KorSTS train
-plus the local NLI-stage stand-ins), then runs ``koembed.train`` (NLI stand-in -> KorSTS) and
+plus the local NLI-stage stand-ins), then runs ``koembed.training`` (NLI stand-in -> KorSTS) and
 reports KorSTS test Spearman x100 with the TF-IDF baseline measured in the same run. These rows
 show what the recipe does from scratch in CPU minutes; a pretrained base is what gets near the
 anchors in docs/training.md.
@@ -33,8 +33,8 @@ PRESETS = {
 
 def tokenizer_texts(data_dir: Path) -> list[str]:
     """Training-side sentences only: never a split that is reported (KorSTS dev/test, xnli test)."""
-    from koembed.train import LOCAL_NLI_FILES
-    from koembed.train_data import READERS, parse_spec
+    from koembed.training.data import READERS, parse_spec
+    from koembed.training.run import LOCAL_NLI_FILES
 
     texts: list[str] = []
     for spec in ["korsts/sts-train.tsv", *LOCAL_NLI_FILES]:
@@ -65,7 +65,7 @@ def main() -> None:
     from koembed.evaluate import load_task_data, run_task, save_results
     from koembed.korean_data import read_korsts
     from koembed.paths import data_dir
-    from koembed.train import StageConfig, TrainConfig, train
+    from koembed.training import StageConfig, TrainConfig, train
 
 
     torch.set_num_threads(args.threads)

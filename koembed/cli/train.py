@@ -9,7 +9,7 @@ import typer
 
 from koembed.cli.app import app
 from koembed.errors import InputError
-from koembed.train import LOCAL_NLI_FILES, STAGES, TrainConfig
+from koembed.training.run import LOCAL_NLI_FILES, STAGES, TrainConfig
 
 _D = TrainConfig()
 
@@ -55,7 +55,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."),
 ) -> None:
     """Train a sentence-embedding model: NLI (MultipleNegativesRankingLoss) then KorSTS (CoSENT)."""
-    from koembed.train import train
+    from koembed.training import train
 
     cfg = TrainConfig.load(config) if config else TrainConfig()
     top = {"base_model": base, "max_seq_length": max_seq_length, "seed": seed, "eval_steps": eval_steps,

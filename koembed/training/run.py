@@ -159,7 +159,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     model.save(str(out), create_model_card=False)
     summary |= _final_scores(out, config, data_dir)
     atomic_write_text(out / RESULTS_NAME, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
-    from koembed.model_card import write_model_card
+    from koembed.training.model_card import write_model_card
 
     write_model_card(out, config, summary)
     if not config.keep_checkpoints:
@@ -236,7 +236,7 @@ def _loss(stage: str, model, config: TrainConfig):
 
 
 def _stage_data(stage: str, config: TrainConfig, data_dir: Path, report: RowReport):
-    from koembed.train_data import nli_stage_data, sts_stage_data, to_datasets
+    from koembed.training.data import nli_stage_data, sts_stage_data, to_datasets
 
     st: StageConfig = getattr(config, stage)
     build = nli_stage_data if stage == "nli" else sts_stage_data
