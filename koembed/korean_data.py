@@ -12,6 +12,7 @@ Formats (all UTF-8; a BOM is tolerated):
 - KorNLUDatasets KorNLI TSV ``sentence1 sentence2 gold_label`` with a header (xnli dev/test and the
   full ``snli_1.0_train.ko.tsv`` / ``multinli.train.ko.tsv``).
 - KLUE STS / NLI v1.1 JSON lists.
+- NSMC ``ratings_*.txt`` and PAWS-X Korean TSV with a header, quoting disabled.
 - songys Question_pair: ``kor_pair_train.csv`` / ``kor_Pair_test.csv`` (quoted CSV) and
   ``train.txt`` / ``validation.txt`` / ``test.txt`` (TSV). Upstream ``is_duplicate`` is 0 for *the same*
   question and 1 for different ones; readers here return ``label`` 1 = same meaning.
@@ -167,6 +168,40 @@ def read_korsts(path: str | Path, report: RowReport | None = None) -> list[dict]
             continue
         out.append({"sentence1": pair[0], "sentence2": pair[1], "score": score, "line": lineno})
         report.kept(name)
+    return out
+
+
+def _binary_label(report: RowReport, name: str, lineno: int, raw: str) -> int | None:
+    if raw.strip() not in ("0", "1"):
+        report.bad(name, lineno, f"label {raw!r} is not 0 or 1")
+        return None
+    return int(raw)
+
+
+def read_nsmc(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """NSMC ``id<TAB>document<TAB>label`` with a header -> ``[{"sentence1", "label" (0/1), "line"}]``."""
+    p, report = _check_file(path), _report(report)
+    name, out = str(p), []
+    for lineno, (_, doc, raw) in _tsv_table(p, report, 3, skip_header=True):
+        text = normalize(doc)
+        if not text:
+            report.bad(name, lineno, "empty document")
+        elif (label := _binary_label(report, name, lineno, raw)) is not None:
+            out.append({"sentence1": text, "label": label, "line": lineno})
+            report.kept(name)
+    return out
+
+
+def read_paws_x(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """PAWS-X TSV ``id<TAB>sentence1<TAB>sentence2<TAB>label`` with a header -> ``[{"sentence1", "sentence2",
+    "label" (1 = paraphrase), "line"}]``."""
+    p, report = _check_file(path), _report(report)
+    name, out = str(p), []
+    for lineno, (_, s1, s2, raw) in _tsv_table(p, report, 4, skip_header=True):
+        pair = _pair(report, name, lineno, s1, s2)
+        if pair is not None and (label := _binary_label(report, name, lineno, raw)) is not None:
+            out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": lineno})
+            report.kept(name)
     return out
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from distill.bench import metrics as M
+from koembed.errors import InputError
 
 
 def test_accuracy() -> None:
@@ -29,12 +30,20 @@ def test_entity_f1_counts_whole_spans() -> None:
     assert M.entity_f1([["B-PER", "B-PER"]], [["B-PER", "I-PER"]])["f1"] == 0.0
 
 
-def test_spearman_averages_tied_ranks() -> None:
+def test_correlations_are_koembeds_and_refuse_fewer_than_two_pairs() -> None:
+    # The bench scores regression through koembed.stats, the scorer koembed's evaluation uses.
+    from distill.bench import finetune
+    from koembed import stats
+
+    assert finetune.stats is stats
     # Ranks of x with a tie: 1, 2.5, 2.5, 4 -> r = 4.5 / sqrt(4.5 * 5)
-    assert M.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(100 * 4.5 / math.sqrt(4.5 * 5))
-    assert M.spearman([3, 2, 1], [1, 2, 3]) == pytest.approx(-100.0)
-    assert M.spearman([1, 1, 1], [1, 2, 3]) == 0.0  # a constant prediction ranks nothing
-    assert M.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(100.0)
+    assert stats.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(100 * 4.5 / math.sqrt(4.5 * 5))
+    assert stats.spearman([3, 2, 1], [1, 2, 3]) == pytest.approx(-100.0)
+    assert stats.spearman([1, 1, 1], [1, 2, 3]) == 0.0  # a constant prediction ranks nothing
+    assert stats.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(100.0)
+    # One pair is no score: an error, never a 0 that reads as a result.
+    with pytest.raises(InputError, match="at least 2 pairs"):
+        stats.spearman([1.0], [2.0])
 
 
 def test_korquad_normalisation() -> None:

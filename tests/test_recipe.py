@@ -43,3 +43,20 @@ def test_corpus_tokenizer_teacher_then_a_rerun_skips_them(data_dir: Path, tmp_pa
 def test_unknown_recipe_is_an_input_error() -> None:
     with pytest.raises(InputError, match="known recipes: nano"):
         RecipeConfig.load("no-such-recipe")
+
+
+def test_corpus_and_card_licences_come_from_the_one_table() -> None:
+    from distill.recipe.corpus import RAW_TEXT_SOURCES
+    from distill.recipe.package import render_card, sentence_sources
+    from koembed.licences import LICENCES
+
+    assert {s.name: s.licence for s in RAW_TEXT_SOURCES}["nsmc-train"] == LICENCES["nsmc"]
+    shipped = Path(__file__).resolve().parent.parent / "koembed" / "models" / "kominilm-nano-sts"
+    card = json.loads((shipped / "koembed_model.json").read_text(encoding="utf-8"))
+    card["sentence_sources"] = sentence_sources(shipped)
+    assert [s["path"] for s in card["sentence_sources"]][-1] == "korsts/sts-train.tsv"
+    text = render_card(card)
+    qp = LICENCES["question_pair"]
+    assert f"(Korean Question Pair: {qp.licence}, {qp.attribution})" in text
+    assert f"`nsmc/ratings_train.txt` ({LICENCES['nsmc'].licence})" in text
+    assert "shared under CC BY-SA 4.0" in text

@@ -24,6 +24,7 @@ import numpy as np
 
 from distill.bench import metrics as M
 from distill.bench.task_data import TaskData
+from koembed import stats
 from koembed.errors import InputError
 
 MAX_QUERY_TOKENS = 64  # questions are cut to this many tokens, as in the SQuAD/KorQuAD scripts
@@ -195,7 +196,7 @@ class _Sequence:
         logits = np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
         if self.regression:
             pred, gold = logits.reshape(len(rows), -1)[:, 0], [r["score"] for r in rows]
-            return {"spearman": M.spearman(pred, gold), "pearson": M.pearson(pred, gold)}
+            return {"spearman": stats.spearman(pred, gold), "pearson": stats.pearson(pred, gold)}
         pred = [self.data.labels[i] for i in logits.argmax(-1)]
         return {"accuracy": M.accuracy(pred, [r["label"] for r in rows])}
 

@@ -2,7 +2,8 @@
 
 - ``accuracy``: share of exact label matches.
 - ``entity_f1``: entity-level F1 over BIO tags (seqeval's CoNLL-style span matching).
-- ``spearman`` / ``pearson``: rank / linear correlation x100; ties get average ranks.
+- ``spearman`` / ``pearson``: :mod:`koembed.stats` (x100, ties get average ranks), the same scores
+  koembed's evaluation reports.
 - ``korquad_em_f1``: KorQuAD 1.0's official scoring: answers normalised (quotes, brackets and ASCII
   punctuation removed, lower-cased, whitespace collapsed), EM on the normalised string and F1 on
   *characters* (spaces ignored), each the best over the gold answers, averaged over questions.
@@ -40,28 +41,6 @@ def entity_f1(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[st
         "precision": 100.0 * float(precision_score(golds, preds, **kwargs)),
         "recall": 100.0 * float(recall_score(golds, preds, **kwargs)),
     }
-
-
-def spearman(predictions: Sequence[float], labels: Sequence[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return _corr(spearmanr, predictions, labels)
-
-
-def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
-    from scipy.stats import pearsonr
-
-    return _corr(pearsonr, predictions, labels)
-
-
-def _corr(fn, predictions: Sequence[float], labels: Sequence[float]) -> float:
-    x, y = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    if x.shape != y.shape:
-        raise ValueError(f"{x.shape} predictions for {y.shape} labels")
-    # A constant vector has no defined correlation; a model that predicts one value ranks nothing.
-    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
-        return 0.0
-    return 100.0 * float(fn(x, y)[0])
 
 
 _KORQUAD_SYMBOLS = re.compile("['\"《》<>〈〉()‘’]")

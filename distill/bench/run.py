@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distill.bench.finetune import FinetuneConfig, finetune
@@ -29,6 +29,7 @@ from koembed.atomic import atomic_write_text
 from koembed.errors import InputError, KoembedError
 from koembed.model_source import resolve_model
 from koembed.paths import data_dir as default_data_dir
+from koembed.system import cpu_count, is_main_process
 
 RESULT_VERSION = 1
 SEED_BASE = 42  # seeds are 42, 43, 44, ... as in KoMiniLM-Finetune's default seed 42
@@ -53,7 +54,6 @@ class BenchConfig:
     device: str | None = None  # "cpu" to ignore a GPU
     quiet: bool = False
     keep_going: bool = True  # record a failed run and continue with the next one
-    extra: dict = field(default_factory=dict)  # free-form notes saved with the config
 
     def settings(self) -> dict:
         """The fields that change a result; a resumed run must match them."""
@@ -80,7 +80,7 @@ def result_path(output_dir: str | Path, label: str, task: str, seed: int) -> Pat
 def finetune_config(task: Task, config: BenchConfig, seed: int) -> FinetuneConfig:
     h = task.hyper
     # Batch sizes are totals, as in KoMiniLM-Finetune: under torchrun each of WORLD_SIZE ranks takes its share.
-    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    world = _world_size()
     return FinetuneConfig(
         max_length=config.max_length or h.max_length,
         epochs=config.epochs or h.epochs,
@@ -104,14 +104,13 @@ def versions() -> dict:
         "transformers": transformers.__version__,
         "datasets": datasets.__version__,
         "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        "cpus": cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 
-def _is_main_process() -> bool:
-    # Under torchrun / accelerate every rank runs the loop; only rank 0 writes files.
-    return int(os.environ.get("RANK", "0")) == 0
+def _world_size() -> int:
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def _log(config: BenchConfig, message: str) -> None:
@@ -134,7 +133,7 @@ def run_bench(config: BenchConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(config.data_dir) if config.data_dir else default_data_dir()
-    if _is_main_process():
+    if is_main_process():
         atomic_write_text(out / "bench_config.json", json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
     env = versions()
     cache: dict[str, TaskData | TaskDataMissing] = {}
@@ -153,7 +152,7 @@ def run_bench(config: BenchConfig) -> Path:
                     cache[task.name] = _load(task, data_root, config)
                 record = _run_one(label, str(sources[label].path), task, seed, cache[task.name], config, path.parent)
                 record["versions"] = env
-                if _is_main_process():
+                if is_main_process():
                     path.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
                 _log(config, f"{prefix}: {_summary(record)}")
@@ -196,7 +195,7 @@ def _run_one(label: str, model_path: str, task: Task, seed: int, data: TaskData 
         "metric": task.metric,
         "shown": list(task.shown),
         "settings": config.settings(),
-        "world_size": max(1, int(os.environ.get("WORLD_SIZE", "1"))),
+        "world_size": _world_size(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if isinstance(data, TaskDataMissing):

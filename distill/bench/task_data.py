@@ -7,8 +7,8 @@ Rows come out in one shape per head:
 - token: ``{"tokens": [word, ...], "tags": [BIO tag, ...]}`` (tags as ``B-PER`` / ``I-PER`` / ``O``)
 - qa: ``{"id", "title", "context", "question", "answers": [{"text", "answer_start"}]}``
 
-Sentence-pair and KorQuAD files go through :mod:`koembed.korean_data`; the single-sentence and
-NER formats are read here. Malformed rows are skipped and counted in a shared ``RowReport``.
+NSMC, sentence-pair and KorQuAD files go through :mod:`koembed.korean_data`; the NER formats
+are read here. Malformed rows are skipped and counted in a shared ``RowReport``.
 Splits that a task lacks are carved with a fixed seed (0), so every model and every seed sees the
 same train / dev / test examples.
 """
@@ -49,47 +49,7 @@ class TaskData:
     report: RowReport = field(default_factory=RowReport)
 
 
-# ---------------------------------------------------------------- readers of the formats not in korean_data
-
-
-def _tsv(path: Path, report: RowReport, ncols: int, header: bool) -> list[tuple[int, list[str]]]:
-    name, out = str(path), []
-    for lineno, line in enumerate(iter_lines(path, errors="replace"), start=1):
-        if (header and lineno == 1) or not line.strip():
-            continue
-        report.read(name)
-        cols = line.split("\t")  # quoting disabled: reviews contain bare quotes
-        if len(cols) != ncols:
-            report.bad(name, lineno, f"expected {ncols} tab-separated columns, found {len(cols)}")
-            continue
-        out.append((lineno, cols))
-    return out
-
-
-def read_nsmc(path: Path, report: RowReport) -> list[dict]:
-    """NSMC ``id<TAB>document<TAB>label`` with a header; empty documents are counted as malformed."""
-    name, out = str(path), []
-    for lineno, (_, doc, label) in _tsv(path, report, 3, header=True):
-        text, label = normalize(doc), label.strip()
-        if not text or label not in ("0", "1"):
-            report.bad(name, lineno, "empty document" if not text else f"label {label!r} is not 0 or 1")
-            continue
-        out.append({"sentence1": text, "label": label})
-        report.kept(name)
-    return out
-
-
-def read_paws(path: Path, report: RowReport) -> list[dict]:
-    """PAWS-X ``id<TAB>sentence1<TAB>sentence2<TAB>label`` with a header."""
-    name, out = str(path), []
-    for lineno, (_, s1, s2, label) in _tsv(path, report, 4, header=True):
-        a, b, label = normalize(s1), normalize(s2), label.strip()
-        if not a or not b or label not in ("0", "1"):
-            report.bad(name, lineno, "empty sentence" if not (a and b) else f"label {label!r} is not 0 or 1")
-            continue
-        out.append({"sentence1": a, "sentence2": b, "label": label})
-        report.kept(name)
-    return out
+# ---------------------------------------------------------------- readers of the NER formats (not in korean_data)
 
 
 def _naver_tag(tag: str) -> str:
@@ -230,8 +190,8 @@ def _korquad(path: Path, report: RowReport) -> list[dict]:
 
 
 LOADERS: dict[str, Callable[[Path, RowReport], list[dict]]] = {
-    "nsmc": read_nsmc,
-    "paws": read_paws,
+    "nsmc": _pairs(kd.read_nsmc),
+    "paws": _pairs(kd.read_paws_x),
     "naver_ner": read_naver_ner,
     "klue_ner": read_klue_ner,
     "kmou_ner": read_kmou_ner,
@@ -390,6 +350,11 @@ def _split(task: Task, rows: dict[str, list[dict]], source: str, max_train: int 
     notes.insert(0, f"train: {pool_name} ({source})")
     kind = "full" if "train" in rows and "test" in rows else "local split"
     train, dev, test = _sample(pool, max_train), _sample(dev, max_eval), _sample(test, max_eval)
+    if task.head == "regression":
+        for split, kept in (("dev", dev), ("test", test)):
+            if len(kept) < 2:
+                raise InputError(f"{task.name}: the {split} split has {len(kept)} row(s) and a correlation needs at "
+                                 "least 2; raise --max-eval-samples")
     if task.head == "token":
         labels = _ner_labels(train, dev, test)
     else:

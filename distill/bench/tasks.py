@@ -13,10 +13,10 @@ when there is no test file either). The rule lives in :func:`distill.bench.task_
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 from koembed.errors import InputError
+from koembed.registry import Registry
 
 HEADS = ("classification", "regression", "token", "qa")
 
@@ -72,8 +72,8 @@ class Task:
 _PAIR_CLS = ("sentence1", "sentence2")
 _NLI = ("entailment", "neutral", "contradiction")
 
-TASKS: dict[str, Task] = {
-    t.name: t
+TASKS: Registry[Task] = Registry("benchmark task", (
+    (t.name, t)
     for t in [
         Task(
             "nsmc", "NSMC (acc)", "classification", "accuracy", ("accuracy",), "nsmc",
@@ -141,20 +141,18 @@ TASKS: dict[str, Task] = {
             Hyper(50, 20, 64, 8e-5), text_fields=("tokens",), seed_task=False,
         ),
     ]
-}
+))
 
 SEED_TASKS: tuple[str, ...] = tuple(n for n, t in TASKS.items() if t.seed_task)
 EXTRA_TASKS: tuple[str, ...] = tuple(n for n, t in TASKS.items() if not t.seed_task)
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; a typo gets the nearest registered name suggested."""
-    key = name.strip().lower().replace("_", "-")
-    if key in TASKS:
-        return TASKS[key]
-    near = difflib.get_close_matches(key, list(TASKS), n=1, cutoff=0.5)
-    hint = f"did you mean {near[0]!r}? " if near else ""
-    raise InputError(f"unknown task {name!r}; {hint}known tasks: {', '.join(TASKS)} (or 'all', 'extras', 'every')")
+    """The task called ``name`` (case and ``_``/``-`` ignored); a typo gets the nearest registered names suggested."""
+    try:
+        return TASKS.get(name.strip().lower().replace("_", "-"))
+    except InputError as exc:
+        raise InputError(f"{exc}; or a group: 'all', 'extras', 'every'") from None
 
 
 def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> list[Task]:

@@ -44,7 +44,7 @@ def package_model(model_dir: Path, target: Path, run_dir: Path, data_dir: Path |
     atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
     from koembed.model_source import ModelSource, model_fingerprint
 
-    card = _card_data(run_dir)
+    card = _card_data(run_dir, model_dir)
     card["fingerprint"] = model_fingerprint(ModelSource(card["name"], staging, "sentence-transformers"))
     # Scored again as shipped (fp16 storage): this is the number the test suite guards.
     from koembed.evaluate import run_task
@@ -60,7 +60,7 @@ def package_model(model_dir: Path, target: Path, run_dir: Path, data_dir: Path |
     return {"path": str(target), "size_bytes": size}
 
 
-def _card_data(run_dir: Path) -> dict[str, Any]:
+def _card_data(run_dir: Path, model_dir: Path) -> dict[str, Any]:
     def stage(name: str) -> dict[str, Any]:
         p = run_dir / name / "stage.json"
         return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
@@ -71,13 +71,30 @@ def _card_data(run_dir: Path) -> dict[str, Any]:
     return {
         "name": "kominilm-nano-sts",
         "recipe": recipe,
-        "corpus_sources": [{"name": s.name, "path": s.path, "license": s.license} for s in RAW_TEXT_SOURCES],
+        "corpus_sources": [{"name": s.name, "path": s.path, "license": s.licence.licence} for s in RAW_TEXT_SOURCES],
+        "sentence_sources": sentence_sources(model_dir),
         "corpus_lines": stage("corpus").get("result", {}).get("lines"),
         "teacher": stage("teacher").get("result"),
         "student": stage("student").get("result"),
         "scores": stage("evaluate").get("result"),
         "stage_seconds": {s.name: stage(s.name).get("seconds") for s in sorted(run_dir.iterdir()) if s.is_dir()},
     }
+
+
+def sentence_sources(model_dir: Path) -> list[dict[str, str]]:
+    """The data files the sentence model was trained on (its saved training config), with their licences."""
+    from koembed.licences import licence_for
+    from koembed.training.run import CONFIG_NAME
+
+    cfg = json.loads((Path(model_dir) / CONFIG_NAME).read_text(encoding="utf-8"))
+    files = [f for stage in ("nli", "sts") if stage in cfg["stages"] for f in cfg[f"{stage}_files"]]
+    out = []
+    for path in files:
+        lic = licence_for(path)
+        if lic is None:
+            raise ValueError(f"{path}: its data folder has no entry in koembed.licences.LICENCES")
+        out.append({"path": path, "dataset": lic.name, "license": lic.licence, "attribution": lic.attribution})
+    return out
 
 
 def _limits(card: dict[str, Any]) -> str:
@@ -119,6 +136,11 @@ def render_card(card: dict[str, Any]) -> str:
     kind = "pre-LayerNorm transformer" if card["recipe"].get("mlm", {}).get("pre_layernorm") else "BERT"
     paths = dict.fromkeys((s["path"], s["license"]) for s in card["corpus_sources"])
     sources = "\n".join(f"- `{path}` ({lic})" for path, lic in paths)
+    sentence = "\n".join(f"- `{s['path']}` ({s['dataset']}: {s['license']}, {s['attribution']})"
+                         for s in card.get("sentence_sources", []))
+    share_alike = any("BY-SA" in s["license"] for s in [*card["corpus_sources"], *card.get("sentence_sources", [])])
+    terms = ("Because CC BY-SA sources were used, this model is shared under CC BY-SA 4.0 with the attribution "
+             "above." if share_alike else "")
     return f"""---
 language: ko
 library_name: sentence-transformers
@@ -139,7 +161,7 @@ Architecture: BERT, {student.get('num_hidden_layers')} layers, hidden {student.g
 1. WordPiece tokenizer on the raw text corpus below.
 2. MLM teacher ({kind}, {card['recipe'].get('teacher')}) pretrained on the same corpus with `distill mlm`.
 3. Student distilled from the teacher with MiniLM attention + value-relation KL (`distill run`).
-4. Sentence training with `koembed.train`: an NLI/pair stage (KorNLI XNLI dev, KLUE-NLI dev, paraKQC,
+4. Sentence training with `koembed.training`: an NLI/pair stage (KorNLI XNLI dev, KLUE-NLI dev, paraKQC,
    Question Pair train) then KorSTS train (CoSENT).
 
 ## Scores (measured by the recipe's evaluate stage)
@@ -155,10 +177,10 @@ KorSTS dev Spearman of this model: {fmt(d.get('korsts-dev'), 2)}. KorSTS test Sp
 Raw text for tokenizer, MLM and distillation:
 {sources}
 
-Sentence training: KorNLI (XNLI dev, CC BY-SA 4.0, Ham et al. 2020, kakaobrain/KorNLUDatasets), KLUE-NLI dev
-(CC BY-SA 4.0, Park et al. 2021), paraKQC (CC BY-SA 4.0, Cho et al.), Question Pair (MIT, songys), KorSTS train
-(CC BY-SA 4.0, kakaobrain/KorNLUDatasets). Because CC BY-SA sources were used, this model is shared under
-CC BY-SA 4.0 with the attribution above.
+Sentence training:
+{sentence}
+
+{terms}
 
 ## Limits
 {_limits(card)}
