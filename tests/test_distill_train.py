@@ -299,3 +299,24 @@ def test_auto_precision_uses_bf16_only_on_cpus_with_amx(tmp_path, monkeypatch):
     assert train.resolve_mixed_precision("no") == "no"
     monkeypatch.setenv("KOEMBED_CPU_BF16", "0")
     assert train.resolve_mixed_precision("auto") == "no"
+
+
+def test_cli_defaults_are_the_config_defaults():
+    # Each option named like a config field defaults to that field's value, so the two cannot drift apart.
+    import dataclasses
+    import inspect
+
+    from distill.bench.commands import bench
+    from distill.bench.run import BenchConfig
+    from distill.commands_distill import mlm_cmd, run_cmd
+    from distill.mlm import MLMConfig
+
+    checked = 0
+    for command, config in ((run_cmd, DistillConfig()), (mlm_cmd, MLMConfig()), (bench, BenchConfig(models=[]))):
+        fields = {f.name for f in dataclasses.fields(config)}
+        for name, param in inspect.signature(command).parameters.items():
+            default = getattr(param.default, "default", None)
+            if name in fields and default not in (None, ...):
+                assert default == getattr(config, name), (command.__name__, name)
+                checked += 1
+    assert checked >= 35

@@ -14,9 +14,9 @@ from koembed.errors import InputError
 def test_corpus_tokenizer_teacher_then_a_rerun_skips_them(data_dir: Path, tmp_path: Path) -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     cfg = RecipeConfig(output_dir=str(tmp_path / "run"), data_dir=str(data_dir), vocab_size=2000, limit_alphabet=300,
-                       max_length=32,
+                       max_length=32, threads=1,
                        teacher={"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
                                 "intermediate_size": 64, "max_position_embeddings": 32},
                        mlm={"max_steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 0,
@@ -24,6 +24,7 @@ def test_corpus_tokenizer_teacher_then_a_rerun_skips_them(data_dir: Path, tmp_pa
                        quiet=True)
     logs: list[str] = []
     results = Recipe(cfg, log=logs.append).run(only=["corpus", "tokenizer", "teacher"])
+    assert torch.get_num_threads() == 1  # the recipe applies its own threads setting
     assert results["corpus"]["lines"]["korsts-train-1"] == 5749  # KorSTS *train*: never dev or test
     assert results["tokenizer"]["vocab_size"] <= 2000
     gain = results["teacher"]["context_gain"]

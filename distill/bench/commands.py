@@ -6,7 +6,10 @@ import sys
 
 import typer
 
+from distill.bench.run import BenchConfig
 from distill.cli import app
+
+_B = BenchConfig(models=[])  # the defaults shown and used by the options below
 
 
 @app.command()
@@ -14,9 +17,9 @@ def bench(
     models: list[str] | None = typer.Argument(
         None, help="Model folders or Hub ids (klue/bert-base, BM-K/KoMiniLM); label one as name=path."
     ),
-    tasks: str = typer.Option("all", "--tasks", help="'all' (the seven seed tasks), 'extras', 'every', or t1,t2."),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs per task (seeds 42, 43, ...): mean ± std."),
-    output_dir: str = typer.Option("bench-results", "--output-dir", "-o", help="Results folder (resumes if present)."),
+    tasks: str = typer.Option(_B.tasks, "--tasks", help="'all' (the seven seed tasks), 'extras', 'every', or t1,t2."),
+    seeds: int = typer.Option(_B.seeds, "--seeds", min=1, help="Runs per task (seeds 42, 43, ...): mean ± std."),
+    output_dir: str = typer.Option(_B.output_dir, "--output-dir", "-o", help="Results folder (resumes if present)."),
     max_train_samples: int | None = typer.Option(None, "--max-train-samples", min=1, help="Cap on training examples."),
     max_eval_samples: int | None = typer.Option(None, "--max-eval-samples", min=1, help="Cap on dev and test."),
     epochs: float | None = typer.Option(None, "--epochs", min=1, help="Override every task's default epochs."),
@@ -24,7 +27,8 @@ def bench(
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override every task's total batch."),
     learning_rate: float | None = typer.Option(None, "--lr", help="Override every task's learning rate."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Korean data folder (default: ../shared/data)."),
-    hub: bool = typer.Option(True, "--hub/--no-hub", help="Use the task's Hub dataset when local files are missing."),
+    hub: bool = typer.Option(_B.use_hub, "--hub/--no-hub",
+                             help="Use the task's Hub dataset when local files are missing."),
     device: str | None = typer.Option(None, "--device", help="'cpu' to ignore a GPU (default: what torch finds)."),
     list_tasks: bool = typer.Option(False, "--list-tasks", help="List the registered tasks and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -35,7 +39,7 @@ def bench(
 
         print(describe_tasks())
         return
-    from distill.bench.run import BenchConfig, run_bench
+    from distill.bench.run import run_bench
 
     config = BenchConfig(
         models=list(models or []), output_dir=output_dir, tasks=tasks, seeds=seeds,

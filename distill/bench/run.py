@@ -40,7 +40,7 @@ class BenchConfig:
     """What ``python -m distill bench`` runs. ``models`` entries are paths or Hub ids, optionally ``label=path``."""
 
     models: list[str]
-    output_dir: str
+    output_dir: str = "bench-results"  # resumed when it already holds results
     tasks: str = "all"  # "all" (the seven seed tasks), "extras", "every", or "nsmc,korsts,..."
     seeds: int = 3
     max_train_samples: int | None = None

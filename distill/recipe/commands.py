@@ -7,31 +7,32 @@ import sys
 import typer
 
 from distill.cli import app
+from distill.recipe.run import RecipeConfig
 
 
 @app.command("recipe")
 def recipe_command(
-    name: str = typer.Argument("nano", help="recipe name (distill/recipe/recipes/NAME.json) or a recipe JSON file"),
+    name: str = typer.Argument(RecipeConfig.name,
+                               help="recipe name (distill/recipe/recipes/NAME.json) or a recipe JSON file"),
     output_dir: str = typer.Option(None, "--output-dir", "-o", help="override the recipe's output folder"),
     data_dir: str = typer.Option(None, "--data-dir", help="Korean data folder (default ../shared/data)"),
     only: str = typer.Option(None, "--only", help="comma-separated stages to run (others are skipped)"),
-    threads: int = typer.Option(0, "--threads", help="torch threads (0 = all cores)"),
+    threads: int | None = typer.Option(None, "--threads", min=0,
+                                       help="torch threads, 0 = all cores (default: the recipe's threads)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Run tokenizer -> MLM teacher -> distillation -> sentence training -> evaluation -> package -> bench.
 
     Finished stages are skipped on a rerun and interrupted ones resume from their checkpoints.
     """
-    from distill.recipe.run import Recipe, RecipeConfig
+    from distill.recipe.run import Recipe
 
     cfg = RecipeConfig.load(name)
     if output_dir:
         cfg.output_dir = output_dir
     if data_dir:
         cfg.data_dir = data_dir
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    if threads is not None:
+        cfg.threads = threads
     cfg.quiet = cfg.quiet or quiet
     Recipe(cfg, log=lambda m: print(m, file=sys.stderr, flush=True)).run(only.split(",") if only else None)

@@ -44,7 +44,7 @@ class RecipeConfig:
     sentence: dict[str, Any] = field(default_factory=dict)  # koembed.train.TrainConfig fields
     bench: dict[str, Any] = field(default_factory=dict)  # distill.bench.run.BenchConfig fields
     package_dir: str = "koembed/models/kominilm-nano-sts"
-    threads: int = 0  # torch threads; 0 = all cores
+    threads: int = 0  # torch threads the stages run on; 0 = torch's default (all cores)
     quiet: bool = False
 
     @classmethod
@@ -77,6 +77,11 @@ class Recipe:
             raise InputError(f"recipe: data folder {self.data} not found (set --data-dir or KOEMBED_DATA_DIR)")
 
     def run(self, only: list[str] | None = None) -> dict[str, Any]:
+        """Run the stages (``only`` those named, if given) not finished yet; return every stage's result."""
+        if self.cfg.threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "recipe_config.json", json.dumps(asdict(self.cfg), indent=2, ensure_ascii=False))
         results: dict[str, Any] = {}
