@@ -14,6 +14,7 @@ import numpy as np
 from koembed.backends import load_backend
 from koembed.model_source import model_fingerprint, resolve_model
 from koembed.text import normalize as normalize_text
+from koembed.vectors import l2_normalize
 
 # Below this many texts a progress bar is noise.
 PROGRESS_MIN_TEXTS = 1000
@@ -112,12 +113,6 @@ class KoMiniLMEncoder:
         stats.seconds = time.perf_counter() - start
         self.last_stats = stats
         return out
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation; all-zero rows stay zero instead of becoming NaN."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 def _progress(total: int, show: bool | None):

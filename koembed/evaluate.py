@@ -1,8 +1,8 @@
 """Evaluation: STS correlation on cosine similarity, and retrieval ranking metrics.
 
-Tasks are data: :data:`TASKS` maps a name to the file it reads (relative to the data folder), the
-reader, and the kind of evaluation. ``run_task(model, "korsts-test")`` loads, evaluates, and
-(optionally) writes the result dict as JSON, atomically.
+Tasks are data: :data:`TASKS` (a :class:`~koembed.registry.Registry`) maps a name to the file it reads
+(relative to the data folder), the reader, and the kind of evaluation. ``run_task(model, "korsts-test")``
+loads, evaluates, and (optionally) writes the result dict as JSON, atomically.
 
 Any object with ``encode(list[str], batch_size=...) -> array`` works as a model: a
 :class:`~koembed.encoder.KoMiniLMEncoder`, a ``SentenceTransformer``, or a TF-IDF baseline. A model
@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ from koembed.atomic import atomic_write_text
 from koembed.errors import InputError
 from koembed.korean_data import RowReport, read_klue_sts, read_korquad, read_korsts
 from koembed.paths import data_dir as default_data_dir
+from koembed.registry import Registry
+from koembed.stats import pearson, spearman
+from koembed.vectors import l2_normalize
 
 DEFAULT_KS = (1, 5, 10, 100)
 
@@ -45,9 +48,7 @@ class Task:
     kind: str  # "sts" or "retrieval"
     path: str  # relative to the data folder
     load: Callable[..., Any]  # (path, report) -> pairs (sts) or RetrievalData (retrieval)
-    description: str
-    license: str = ""
-    aliases: tuple[str, ...] = field(default=())
+    aliases: tuple[str, ...] = ()
 
 
 def korquad_retrieval(path: str | Path, report: RowReport | None = None) -> RetrievalData:
@@ -68,28 +69,20 @@ def korquad_retrieval(path: str | Path, report: RowReport | None = None) -> Retr
     return RetrievalData(corpus, queries, qrels)
 
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task("korsts-test", "sts", "korsts/sts-test.tsv", read_korsts, "KorSTS test (1,379 pairs)",
-             "CC BY-SA 4.0, Ham et al. 2020 (kakaobrain/KorNLUDatasets)", aliases=("korsts",)),
-        Task("korsts-dev", "sts", "korsts/sts-dev.tsv", read_korsts, "KorSTS dev (1,500 pairs)",
-             "CC BY-SA 4.0, Ham et al. 2020 (kakaobrain/KorNLUDatasets)"),
-        Task("klue-sts", "sts", "klue/sts/klue-sts-v1.1_dev.json", read_klue_sts, "KLUE-STS v1.1 dev (519 pairs)",
-             "CC BY-SA 4.0, Park et al. 2021 (KLUE-benchmark/KLUE)", aliases=("klue-sts-dev",)),
-        Task("korquad-retrieval", "retrieval", "korquad/KorQuAD_v1.0_dev.json", korquad_retrieval,
-             "KorQuAD 1.0 dev: 5,774 questions -> their paragraph among 960 distinct paragraphs",
-             "CC BY-ND 2.0 KR (LG CNS, korquad.github.io)"),
-    )
-}
+_TASKS = (
+    Task("korsts-test", "sts", "korsts/sts-test.tsv", read_korsts, aliases=("korsts",)),  # 1,379 pairs
+    Task("korsts-dev", "sts", "korsts/sts-dev.tsv", read_korsts),  # 1,500 pairs
+    Task("klue-sts", "sts", "klue/sts/klue-sts-v1.1_dev.json", read_klue_sts, aliases=("klue-sts-dev",)),  # 519
+    # 5,774 questions -> their paragraph among 960 distinct paragraphs
+    Task("korquad-retrieval", "retrieval", "korquad/KorQuAD_v1.0_dev.json", korquad_retrieval),
+)
+TASKS: Registry[Task] = Registry("evaluation task", ((t.name, t) for t in _TASKS),
+                                 aliases={a: t.name for t in _TASKS for a in t.aliases})
 
 
 def find_task(name: str) -> Task:
-    for task in TASKS.values():
-        if name == task.name or name in task.aliases:
-            return task
-    names = sorted([*TASKS, *(a for t in TASKS.values() for a in t.aliases)])
-    raise InputError(f"unknown evaluation task {name!r}; choose one of: {', '.join(names)}")
+    """The task called ``name`` (or one of its aliases); a typo gets the closest names as a suggestion."""
+    return TASKS.get(name)
 
 
 def as_encoder(model: Any):
@@ -102,22 +95,12 @@ def as_encoder(model: Any):
 
 
 def _embed(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    vecs = np.asarray(model.encode(list(texts), batch_size=batch_size), dtype=np.float32)
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    return vecs / np.maximum(norms, 1e-12)
+    return l2_normalize(model.encode(list(texts), batch_size=batch_size))
 
 
 def sts_scores(gold: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
-    """Spearman and Pearson correlation x100 (NaN-free: a constant prediction scores 0)."""
-    from scipy.stats import pearsonr, spearmanr
-
-    gold, predicted = np.asarray(gold, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
-    if len(gold) < 2:
-        raise InputError(f"STS evaluation needs at least 2 pairs, got {len(gold)}")
-    if np.ptp(predicted) == 0 or np.ptp(gold) == 0:
-        return {"spearman": 0.0, "pearson": 0.0}
-    return {"spearman": float(spearmanr(gold, predicted).statistic) * 100,
-            "pearson": float(pearsonr(gold, predicted).statistic) * 100}
+    """Spearman and Pearson correlation x100 (NaN-free: a constant prediction scores 0; < 2 pairs raise)."""
+    return {"spearman": spearman(predicted, gold), "pearson": pearson(predicted, gold)}
 
 
 def evaluate_sts(model_or_encoder: Any, pairs: Sequence[dict], batch_size: int = 64) -> dict[str, Any]:
@@ -189,18 +172,31 @@ def evaluate_retrieval(
                       "seconds": round(time.perf_counter() - start, 2)}
 
 
-def load_task_data(task: Task | str, data_dir: str | Path | None = None, max_samples: int | None = None,
-                   report: RowReport | None = None):
-    """The task's pairs (STS) or :class:`RetrievalData`, optionally cut to the first ``max_samples`` queries/pairs."""
+def _task_path(task: Task | str, kind: str, data_dir: str | Path | None) -> tuple[Task, Path]:
     task = find_task(task) if isinstance(task, str) else task
+    if task.kind != kind:
+        other = "load_sts_pairs" if task.kind == "sts" else "load_retrieval_data"
+        raise InputError(f"task {task.name} is of kind {task.kind}, not {kind}; load it with {other}")
     path = default_data_dir(data_dir) / task.path
     if not path.is_file():
         raise InputError(f"task {task.name}: data file {path} not found; pass --data-dir or set KOEMBED_DATA_DIR")
+    return task, path
+
+
+def load_sts_pairs(task: Task | str, data_dir: str | Path | None = None, max_samples: int | None = None,
+                   report: RowReport | None = None) -> list[dict]:
+    """An STS task's pairs ``{"sentence1", "sentence2", "score"}``, optionally the first ``max_samples`` only."""
+    task, path = _task_path(task, "sts", data_dir)
+    return task.load(path, report)[:max_samples]
+
+
+def load_retrieval_data(task: Task | str, data_dir: str | Path | None = None, max_samples: int | None = None,
+                        report: RowReport | None = None) -> RetrievalData:
+    """A retrieval task's :class:`RetrievalData`, optionally with its first ``max_samples`` queries only."""
+    task, path = _task_path(task, "retrieval", data_dir)
     data = task.load(path, report)
     if max_samples is None:
         return data
-    if task.kind == "sts":
-        return data[:max_samples]
     keep = list(data.queries)[:max_samples]
     return RetrievalData(data.corpus, {q: data.queries[q] for q in keep}, {q: data.qrels[q] for q in keep})
 
@@ -213,10 +209,10 @@ def run_task(
     spec = find_task(task)
     name, model = _model_name(model), as_encoder(model)
     report = RowReport()
-    data = load_task_data(spec, data_dir, max_samples, report)
     if spec.kind == "sts":
-        metrics = evaluate_sts(model, data, batch_size=batch_size)
+        metrics = evaluate_sts(model, load_sts_pairs(spec, data_dir, max_samples, report), batch_size=batch_size)
     else:
+        data = load_retrieval_data(spec, data_dir, max_samples, report)
         metrics = evaluate_retrieval(model, data.corpus, data.queries, data.qrels, batch_size=batch_size)
     result = {"task": spec.name, "model": name, **metrics, "malformed_rows": report.total_bad}
     if output_json is not None:

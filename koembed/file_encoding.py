@@ -32,6 +32,7 @@ from koembed.backends import BACKENDS
 from koembed.encoder import EncodeStats, KoMiniLMEncoder
 from koembed.errors import InputError
 from koembed.model_source import resolve_model
+from koembed.system import cpu_count
 from koembed.text import LineStats, iter_lines
 from koembed.writers import STDOUT, open_writer, output_format
 
@@ -244,7 +245,7 @@ class _Parallel:
         self.batch_size, self.inflight = config.batch_size, 2 * n
         ctx = multiprocessing.get_context("spawn")  # not fork: a forked torch parent can deadlock its thread pools
         self._pool = ProcessPoolExecutor(
-            n, mp_context=ctx, initializer=_worker_init, initargs=(spec, max(1, _cores() // n), ctx.Barrier(n))
+            n, mp_context=ctx, initializer=_worker_init, initargs=(spec, max(1, cpu_count() // n), ctx.Barrier(n))
         )
         # One start task per worker: each loads its model, then waits at the barrier, so every worker
         # takes exactly one and all models are loaded before timing begins.
@@ -325,13 +326,6 @@ def _worker_encode(texts: list[str], batch_size: int) -> tuple[np.ndarray, dict[
     vectors = encoder.encode(texts, batch_size=batch_size, show_progress=False)
     stats = encoder.last_stats
     return vectors, {k: getattr(stats, k) for k in ("texts", "empty", "truncated", "tokens", "seconds")}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _progress(input: str, show: bool | None):

@@ -28,10 +28,9 @@ def tokenizer_corpus() -> list[str]:
     korsts = _shared_data() / "korsts" / "sts-train.tsv"
     lines = EXAMPLE_TEXTS.read_text(encoding="utf-8").splitlines()
     if korsts.is_file():
-        for row in korsts.read_text(encoding="utf-8").splitlines()[1:]:
-            cols = row.split("\t")
-            if len(cols) == 7:
-                lines += [cols[5], cols[6]]
+        from koembed.korean_data import read_korsts
+
+        lines += [s for row in read_korsts(korsts) for s in (row["sentence1"], row["sentence2"])]
     return lines
 
 

@@ -169,8 +169,10 @@ def test_bom_is_ignored(tmp_path, tiny_st_dir, tiny_encoder):
 
 
 def test_real_korsts_sentences(data_dir, tmp_path, tiny_st_dir, tiny_encoder):
-    rows = (data_dir / "korsts" / "sts-test.tsv").read_text(encoding="utf-8").splitlines()[1:151]
-    sentences = [c for row in rows for c in row.split("\t")[5:7]]
+    from koembed.korean_data import read_korsts
+
+    rows = read_korsts(data_dir / "korsts" / "sts-test.tsv")[:150]
+    sentences = [s for row in rows for s in (row["sentence1"], row["sentence2"])]
     src = tmp_path / "korsts.txt"
     src.write_text("\n".join(sentences) + "\n", encoding="utf-8")
     out = tmp_path / "korsts.npy"

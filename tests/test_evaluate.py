@@ -16,11 +16,14 @@ from koembed.evaluate import (
     evaluate_sts,
     find_task,
     korquad_retrieval,
+    load_retrieval_data,
+    load_sts_pairs,
     rank_by_scores,
     ranking_metrics,
     run_task,
     sts_scores,
 )
+from koembed.registry import Registry
 
 
 class LookupEncoder:
@@ -99,11 +102,20 @@ def test_korquad_builder_dedupes_paragraphs(tmp_path: Path) -> None:
     assert len(data.corpus) == 2 and data.qrels["1"] == data.qrels["2"] != data.qrels["3"]
 
 
-def test_task_registry_and_unknown_task() -> None:
-    assert find_task("korsts") is TASKS["korsts-test"]
+def test_task_registry_and_unknown_task(tmp_path: Path) -> None:
+    assert find_task("korsts") is TASKS["korsts-test"] and find_task("klue-sts-dev") is TASKS["klue-sts"]
     assert {t.kind for t in TASKS.values()} == {"sts", "retrieval"}
-    with pytest.raises(InputError, match="unknown evaluation task 'korsts-tset'"):
+    with pytest.raises(InputError, match="unknown evaluation task 'korsts-tset'; did you mean korsts-test"):
         find_task("korsts-tset")
+    with pytest.raises(ValueError, match="registered twice"):
+        Registry("evaluation task", [("a", 1), ("a", 2)])
+    with pytest.raises(ValueError, match="clashes"):
+        Registry("evaluation task", [("a", 1), ("b", 2)], aliases={"b": "a"})
+    # One loader per kind, so each returns one type; the wrong kind is refused before any file is read.
+    with pytest.raises(InputError, match="korquad-retrieval is of kind retrieval, not sts; load it with load_retr"):
+        load_sts_pairs("korquad-retrieval", tmp_path)
+    with pytest.raises(InputError, match="korsts-dev is of kind sts, not retrieval; load it with load_sts_pairs"):
+        load_retrieval_data("korsts-dev", tmp_path)
 
 
 def test_run_task_on_real_data_writes_json(data_dir: Path, tiny_encoder, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ class RecipeConfig:
     student: dict[str, Any] = field(default_factory=dict)  # BertConfig fields of the distilled student
     mlm: dict[str, Any] = field(default_factory=dict)  # distill.mlm.MLMConfig fields
     distill: dict[str, Any] = field(default_factory=dict)  # distill.minilm.DistillConfig fields
-    sentence: dict[str, Any] = field(default_factory=dict)  # koembed.train.TrainConfig fields
+    sentence: dict[str, Any] = field(default_factory=dict)  # koembed.training.TrainConfig fields
     bench: dict[str, Any] = field(default_factory=dict)  # distill.bench.run.BenchConfig fields
     package_dir: str = "koembed/models/kominilm-nano-sts"
     threads: int = 0  # torch threads the stages run on; 0 = torch's default (all cores)
@@ -172,15 +172,15 @@ class Recipe:
 
     def stage_evaluate(self) -> dict[str, Any]:
         from koembed.baselines import tfidf_retrieval, tfidf_sts
-        from koembed.evaluate import load_task_data, run_task
+        from koembed.evaluate import load_retrieval_data, load_sts_pairs, run_task
         from koembed.korean_data import read_korsts
 
         train = read_korsts(self.data / "korsts" / "sts-train.tsv")
         fit = [s for p in train for s in (p["sentence1"], p["sentence2"])]
-        test = load_task_data("korsts-test", self.data)
+        test = load_sts_pairs("korsts-test", self.data)
         res: dict[str, Any] = {"a_tfidf": {"korsts-test": tfidf_sts(test, fit)["spearman"]}}
-        res["a_tfidf"]["korquad-retrieval"] = _retrieval_view(tfidf_retrieval(load_task_data("korquad-retrieval",
-                                                                                             self.data)))
+        res["a_tfidf"]["korquad-retrieval"] = _retrieval_view(tfidf_retrieval(load_retrieval_data("korquad-retrieval",
+                                                                                                  self.data)))
         for key, name in (("b_random", "random"), ("c_teacher", "teacher"), ("d_distilled", "student")):
             model = str(self.out / f"sentence_{name}" / "model")
             res[key] = {"korsts-test": run_task(model, "korsts-test", self.data)["spearman"],
@@ -224,7 +224,7 @@ class Recipe:
         return path
 
     def _sentence(self, name: str, base: Path) -> dict[str, Any]:
-        from koembed.train import TrainConfig, train
+        from koembed.training import TrainConfig, train
 
         out = self.out / f"sentence_{name}" / "model"
         cfg = TrainConfig.from_dict({**self.cfg.sentence, "base_model": str(base), "data_dir": str(self.data),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.baselines import tfidf_retrieval, tfidf_sts
-from koembed.evaluate import load_task_data, save_results
+from koembed.evaluate import load_retrieval_data, load_sts_pairs, save_results
 from koembed.korean_data import read_korsts
 from koembed.paths import data_dir as default_data_dir
 
@@ -30,12 +30,12 @@ def run(data_dir: str | Path | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"model": "tfidf char_wb 1-3, sublinear_tf"}
     for task in ("korsts-test", "korsts-dev", "klue-sts"):
         start = time.perf_counter()
-        results[task] = tfidf_sts(load_task_data(task, root), fit_texts)
+        results[task] = tfidf_sts(load_sts_pairs(task, root), fit_texts)
         results[task]["seconds"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    results["korquad-retrieval"] = tfidf_retrieval(load_task_data("korquad-retrieval", root))
+    results["korquad-retrieval"] = tfidf_retrieval(load_retrieval_data("korquad-retrieval", root))
     results["korquad-retrieval"]["seconds"] = round(time.perf_counter() - start, 2)
-    results["korsts-test (sublinear_tf=False)"] = tfidf_sts(load_task_data("korsts-test", root), fit_texts, False)
+    results["korsts-test (sublinear_tf=False)"] = tfidf_sts(load_sts_pairs("korsts-test", root), fit_texts, False)
     return results
 
 

@@ -62,7 +62,7 @@ def main() -> None:
 
     from distill.tiny import build_tiny_bert
     from koembed.baselines import tfidf_sts
-    from koembed.evaluate import load_task_data, run_task, save_results
+    from koembed.evaluate import load_sts_pairs, run_task, save_results
     from koembed.korean_data import read_korsts
     from koembed.paths import data_dir
     from koembed.training import StageConfig, TrainConfig, train
@@ -82,7 +82,7 @@ def main() -> None:
     results = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
     train_pairs = read_korsts(root / "korsts" / "sts-train.tsv")
     fit_texts = [s for p in train_pairs for s in (p["sentence1"], p["sentence2"])]
-    tfidf = tfidf_sts(load_task_data("korsts-test", root), fit_texts)["spearman"]
+    tfidf = tfidf_sts(load_sts_pairs("korsts-test", root), fit_texts)["spearman"]
     report = {
         "preset": args.preset, "arch": preset["arch"], "max_steps": args.max_steps,
         "config": f"{out}/koembed_train_config.json",

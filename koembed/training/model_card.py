@@ -8,26 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from koembed.atomic import atomic_write_text
-
-# Path fragment -> (data set, license and attribution). Matched against the configured data files.
-DATA_LICENSES: dict[str, tuple[str, str]] = {
-    "korsts": ("KorSTS", "CC BY-SA 4.0; Ham et al. 2020, kakaobrain/KorNLUDatasets"),
-    "kornli": ("KorNLI", "CC BY-SA 4.0; Ham et al. 2020, kakaobrain/KorNLUDatasets"),
-    "klue": ("KLUE v1.1", "CC BY-SA 4.0; Park et al. 2021, KLUE-benchmark/KLUE"),
-    "parakqc": ("ParaKQC", "CC BY-SA 4.0; Cho et al. 2020, warnikchow/paraKQC"),
-    "question_pair": ("Korean Question Pair", "MIT; songys/Question_pair"),
-    "kor_pair": ("Korean Question Pair", "MIT; songys/Question_pair"),
-}
-
-
-def data_licenses(files: list[str]) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for f in files:
-        low = f.lower()
-        for frag, (name, lic) in DATA_LICENSES.items():
-            if frag in low:
-                seen.setdefault(name, lic)
-    return sorted(seen.items())
+from koembed.licences import licences_for
+from koembed.training.run import loss_class_name
 
 
 def render_model_card(config: Any, summary: dict[str, Any]) -> str:
@@ -64,8 +46,7 @@ def render_model_card(config: Any, summary: dict[str, Any]) -> str:
     lines += ["", "## Training", "", "| Stage | Loss | Steps | Examples | Final train loss | KorSTS dev Spearman |",
               "|---|---|---|---|---|---|"]
     for stage, s in summary.get("stages", {}).items():
-        loss = ("CachedMultipleNegativesRankingLoss" if cfg["cached_mnrl"] else "MultipleNegativesRankingLoss") \
-            if stage == "nli" else {"cosent": "CoSENTLoss", "cosine": "CosineSimilarityLoss"}[cfg["sts_loss"]]
+        loss = loss_class_name(stage, config)
         examples = ", ".join(f"{k} {v}" for k, v in s.get("examples", {}).items())
         lines.append(f"| {stage} | {loss} | {s['steps']} | {examples} | {s['train_loss']} | "
                      f"{s['korsts_dev_spearman']} |")
@@ -80,7 +61,7 @@ def render_model_card(config: Any, summary: dict[str, Any]) -> str:
     lines += ["Hyperparameters (`koembed_train_config.json` holds all of them):", "", "```json",
               json.dumps({k: cfg[k] for k in ("stages", "nli", "sts", "max_seq_length", "seed", "cached_mnrl")},
                          indent=2), "```", "", "## Data licenses", ""]
-    lines += [f"- {name}: {lic}" for name, lic in data_licenses(files)]
+    lines += [f"- {lic.name}: {lic.licence}; {lic.attribution}" for lic in licences_for(files)]
     lines += ["", "Models trained on CC BY-SA data should be shared under compatible terms; "
               "keep the attributions above.", ""]
     return "\n".join(lines)

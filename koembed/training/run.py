@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -28,18 +27,20 @@ from koembed.atomic import atomic_write_text
 from koembed.errors import InputError
 from koembed.korean_data import RowReport, read_korsts
 from koembed.paths import data_dir as default_data_dir
+from koembed.system import is_main_process
 
 CONFIG_NAME = "koembed_train_config.json"
 RESULTS_NAME = "eval_results.json"
 STAGES = ("nli", "sts")
-NLI_LOSSES = ("mnrl",)
-STS_LOSSES = ("cosent", "cosine")
+# Loss names (config and CLI) -> sentence-transformers loss classes; the model card names them from here too.
+NLI_LOSSES = {"mnrl": "MultipleNegativesRankingLoss"}
+STS_LOSSES = {"cosent": "CoSENTLoss", "cosine": "CosineSimilarityLoss"}
+CACHED_MNRL = "CachedMultipleNegativesRankingLoss"  # GradCache variant of mnrl (TrainConfig.cached_mnrl)
 # Settings that may change between an interrupted run and its resumption.
 _RESUME_FREE = {"resume", "quiet", "keep_checkpoints", "device", "report_test", "output_dir"}
 # The local stand-ins for KorNLI train (absent here): never a split that is reported (KorSTS dev/test, xnli test).
 LOCAL_NLI_FILES = ["kornli/xnli.dev.ko.tsv", "klue/nli/klue-nli-v1.1_dev.json", "parakqc/paraKQC_v1.txt",
                    "question_pair/train.txt"]
-FULL_NLI_FILES = ["kornli/snli_1.0_train.ko.tsv", "kornli/multinli.train.ko.tsv"]
 
 
 @dataclass
@@ -130,7 +131,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     data_dir = default_data_dir(config.data_dir)
     if config.resume and (out / RESULTS_NAME).is_file():
         return out  # finished earlier: eval_results.json is written last
-    main = _is_main_process()
+    main = is_main_process()
     if main:
         _prepare_output(out, config)
     if config.quiet:
@@ -165,10 +166,6 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if not config.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return out
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _prepare_output(out: Path, config: TrainConfig) -> None:
@@ -225,14 +222,19 @@ def _dev_evaluator(config: TrainConfig, data_dir: Path):
                                         name="korsts-dev", write_csv=False)
 
 
+def loss_class_name(stage: str, config: TrainConfig) -> str:
+    """The sentence-transformers loss class a stage trains with."""
+    if stage == "nli":
+        return CACHED_MNRL if config.cached_mnrl else NLI_LOSSES[config.nli_loss]
+    return STS_LOSSES[config.sts_loss]
+
+
 def _loss(stage: str, model, config: TrainConfig):
     from sentence_transformers.sentence_transformer import losses
 
-    if stage == "nli":
-        if config.cached_mnrl:
-            return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
-        return losses.MultipleNegativesRankingLoss(model)
-    return losses.CoSENTLoss(model) if config.sts_loss == "cosent" else losses.CosineSimilarityLoss(model)
+    name = loss_class_name(stage, config)
+    options = {"mini_batch_size": config.mini_batch_size} if name == CACHED_MNRL else {}
+    return getattr(losses, name)(model, **options)
 
 
 def _stage_data(stage: str, config: TrainConfig, data_dir: Path, report: RowReport):

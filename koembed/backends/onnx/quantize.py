@@ -146,26 +146,19 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def _calibration_texts(n: int) -> list[str]:
-    """Real Korean sentences (KorSTS train, NSMC train) from the shared data folder."""
+    """Real Korean sentences (first sentences of KorSTS train, then NSMC train reviews) from the shared data folder."""
+    from koembed.korean_data import read_korsts, read_nsmc
     from koembed.paths import data_dir
 
     root = data_dir()
-    texts: list[str] = []
     korsts, nsmc = root / "korsts" / "sts-train.tsv", root / "nsmc" / "ratings_train.txt"
     if not korsts.is_file() or not nsmc.is_file():
         raise KoembedError(
             f"static int8 calibration needs the Korean data at {root} (set KOEMBED_DATA_DIR), "
             "or use quantization='dynamic'"
         )
-    for row in korsts.read_text(encoding="utf-8").splitlines()[1 : n // 2 + 1]:
-        texts.append(row.split("\t")[5] if row.count("\t") == 6 else "")
-    for row in nsmc.read_text(encoding="utf-8").splitlines()[1:]:
-        if len(texts) >= n:
-            break
-        cols = row.split("\t")
-        if len(cols) == 3 and cols[1].strip():
-            texts.append(cols[1])
-    return [t for t in texts if t]
+    texts = [r["sentence1"] for r in read_korsts(korsts)[: n // 2]]
+    return texts + [r["sentence1"] for r in read_nsmc(nsmc)[: n - len(texts)]]
 
 
 @dataclass
