@@ -77,6 +77,17 @@ class KoMiniLMEncoder:
     def max_seq_length(self) -> int:
         return self._backend.max_seq_length
 
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Untruncated token counts (special tokens included) of the NFC-normalised ``texts``.
+
+        A text longer than :attr:`max_seq_length` is cut to it by :meth:`encode`; callers that report
+        usage per text (the HTTP service) count with this.
+        """
+        if isinstance(texts, str):
+            raise TypeError("token_lengths() takes a list of texts; wrap a single text as [text]")
+        clean = [normalize_text(t) for t in texts]
+        return self._backend.token_lengths(clean) if clean else np.zeros(0, dtype=np.int64)
+
     def __repr__(self) -> str:
         return (f"KoMiniLMEncoder(model={self.model_name!r}, dim={self.dim}, max_seq_length={self.max_seq_length}, "
                 f"backend={self.backend_name!r}, fingerprint={self.fingerprint[:12]})")
