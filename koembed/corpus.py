@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,8 +131,24 @@ def _emit(stats: CorpusStats, id_: str, text: Any, metadata: dict[str, Any], lin
     return Record(id=id_, text=clean, metadata=metadata, line=line)
 
 
-def _txt(lines: Iterator[str], stats: CorpusStats) -> Iterator[Record]:
-    for lineno, line in enumerate(lines, start=1):
+def parse_lines(lines: Iterable[str], fmt: str, *, name: str, first_line: int = 1, text_field: str = "text",
+                id_field: str = "id", metadata_field: str = "metadata", skip_bad: bool = False,
+                stats: CorpusStats | None = None) -> Iterator[Record]:
+    """Records from decoded lines of a ``txt`` or ``jsonl`` file numbered from ``first_line``.
+
+    A worker that reads a slice of a file (:mod:`koembed.scale`) gets the ids and error locations
+    that reading the whole file would give.
+    """
+    stats = stats if stats is not None else CorpusStats()
+    if fmt == "txt":
+        return _txt(iter(lines), stats, first_line)
+    if fmt == "jsonl":
+        return _jsonl(iter(lines), name, text_field, id_field, metadata_field, skip_bad, stats, first_line)
+    raise InputError(f"{name}: {fmt} cannot be read in slices of lines; use txt, jsonl or parquet")
+
+
+def _txt(lines: Iterator[str], stats: CorpusStats, first_line: int = 1) -> Iterator[Record]:
+    for lineno, line in enumerate(lines, start=first_line):
         rec = _emit(stats, str(lineno), line, {}, lineno)
         if rec is not None:
             yield rec
@@ -145,8 +161,8 @@ def _handle_bad(exc: _Bad, where: str, skip_bad: bool, stats: CorpusStats) -> No
 
 
 def _jsonl(lines: Iterator[str], name: str, text_field: str, id_field: str, metadata_field: str,
-           skip_bad: bool, stats: CorpusStats) -> Iterator[Record]:
-    for lineno, line in enumerate(lines, start=1):
+           skip_bad: bool, stats: CorpusStats, first_line: int = 1) -> Iterator[Record]:
+    for lineno, line in enumerate(lines, start=first_line):
         if not line.strip():
             stats.empty += 1
             continue
@@ -256,11 +272,24 @@ def _parquet(path: Path, text_field: str, id_field: str, metadata_field: str, sk
         pf = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a non-parquet file
         raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
-    header = list(pf.schema_arrow.names)
-    text_i, id_i, meta_i = _columns(header, str(path), text_field, id_field, metadata_field)
-    rest = [h for i, h in enumerate(header) if i not in (text_i, id_i, meta_i)]
-    row_no = 0
-    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+    _columns(list(pf.schema_arrow.names), str(path), text_field, id_field, metadata_field)
+    yield from parquet_records(pf.iter_batches(batch_size=PARQUET_BATCH_ROWS), str(path), text_field=text_field,
+                               id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad, stats=stats)
+
+
+def parquet_records(batches: Iterable[Any], name: str, *, first_row: int = 1, text_field: str = "text",
+                    id_field: str = "id", metadata_field: str = "metadata", skip_bad: bool = False,
+                    stats: CorpusStats | None = None) -> Iterator[Record]:
+    """Records from pyarrow record batches of the parquet file ``name``, rows numbered from ``first_row``.
+
+    A slice of a file (its row groups, :mod:`koembed.scale`) gives the ids and locations of the whole file.
+    """
+    stats = stats if stats is not None else CorpusStats()
+    row_no = first_row - 1
+    for batch in batches:
+        header = list(batch.schema.names)
+        text_i, id_i, meta_i = _columns(header, name, text_field, id_field, metadata_field)
+        rest = [h for i, h in enumerate(header) if i not in (text_i, id_i, meta_i)]
         columns = {h: batch.column(h).to_pylist() for h in header}
         for j in range(batch.num_rows):
             row_no += 1
@@ -270,7 +299,7 @@ def _parquet(path: Path, text_field: str, id_field: str, metadata_field: str, sk
                             else {h: columns[h][j] for h in rest})
                 id_ = _id_value(columns[id_field][j] if id_i is not None else None, id_field, row_no)
             except _Bad as exc:
-                _handle_bad(exc, f"{path}: row {row_no}", skip_bad, stats)
+                _handle_bad(exc, f"{name}: row {row_no}", skip_bad, stats)
                 continue
             rec = _emit(stats, id_, text, metadata, row_no)
             if rec is not None:

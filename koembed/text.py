@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import sys
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,31 +47,43 @@ def iter_lines(path: str | Path, errors: str = "strict", stats: LineStats | None
     """
     if errors not in ("strict", "replace"):
         raise InputError(f"--errors must be 'strict' or 'replace', not {errors!r}")
-    stats = stats if stats is not None else LineStats()
     name = "<stdin>" if str(path) == "-" else str(path)
     stream = sys.stdin.buffer if str(path) == "-" else _open_binary(path)
     try:
-        for lineno, raw in enumerate(stream, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                if errors == "strict":
-                    raise InputError(
-                        f"{name}: line {lineno} is not valid UTF-8 (byte {exc.start}); "
-                        "convert the file to UTF-8 or pass --errors replace"
-                    ) from None
-                line = raw.decode("utf-8", errors="replace")
-                stats.replaced += 1
-            stats.lines += 1
-            if not line.strip():
-                stats.empty += 1
-            yield line
+        yield from decode_lines(stream, name, errors=errors, stats=stats)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def decode_lines(raw_lines: Iterable[bytes], name: str, *, first_line: int = 1, errors: str = "strict",
+                 stats: LineStats | None = None) -> Iterator[str]:
+    """Decode raw lines of ``name`` numbered from ``first_line`` (a slice of a file keeps the file's numbers).
+
+    The rules of :func:`iter_lines`: a BOM is dropped from line 1 only, undecodable bytes raise or are
+    replaced and counted.
+    """
+    if errors not in ("strict", "replace"):
+        raise InputError(f"--errors must be 'strict' or 'replace', not {errors!r}")
+    stats = stats if stats is not None else LineStats()
+    for lineno, raw in enumerate(raw_lines, start=first_line):
+        raw = raw.rstrip(b"\r\n")
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if errors == "strict":
+                raise InputError(
+                    f"{name}: line {lineno} is not valid UTF-8 (byte {exc.start}); "
+                    "convert the file to UTF-8 or pass --errors replace"
+                ) from None
+            line = raw.decode("utf-8", errors="replace")
+            stats.replaced += 1
+        stats.lines += 1
+        if not line.strip():
+            stats.empty += 1
+        yield line
 
 
 def _open_binary(path: str | Path) -> io.BufferedReader:

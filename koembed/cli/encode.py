@@ -9,12 +9,15 @@ import typer
 
 from koembed.backends import BACKENDS
 from koembed.cli.app import app
+from koembed.errors import InputError
 from koembed.file_encoding import DEFAULT_CHUNK_SIZE
 
 
 @app.command()
 def encode(
-    input: str = typer.Argument(..., help="UTF-8 text file, one text per line, or '-' for stdin."),
+    input: str = typer.Argument(
+        ..., help="UTF-8 text file, one text per line, or '-' for stdin; with --engine ray also .jsonl, .parquet, "
+        "a folder of them, or a URI pyarrow opens (s3://...)."),
     output: str | None = typer.Option(
         None, "-o", "--output",
         help="OUT ending in .npy (default INPUT.npy), .jsonl or .parquet; '-' writes JSONL to stdout.",
@@ -33,8 +36,41 @@ def encode(
     ),
     chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, help="Lines read and written at a time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    engine: str = typer.Option("local", "--engine", help="local: this process (and --workers); ray: a Ray cluster "
+                               "writing a sharded vector set folder OUT (docs/scale.md)."),
+    address: str | None = typer.Option(None, "--address", help="[ray] Ray cluster address (default: a local Ray)."),
+    num_workers: int | None = typer.Option(None, "--num-workers", min=1, help="[ray] Encoding actors "
+                                           "(default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)."),
+    cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", min=1, help="[ray] CPU threads per actor."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="[ray] GPUs per actor (0: CPU)."),
+    shard_rows: int = typer.Option(50_000, "--shard-rows", min=1, help="[ray] Input rows per shard (unit of resume)."),
+    fmt: str | None = typer.Option(None, "--format", help="[ray] txt|jsonl|parquet (default: from the suffix)."),
+    text_field: str = typer.Option("text", "--text-field", help="[ray] JSONL field / column holding the text."),
+    id_field: str = typer.Option("id", "--id-field", help="[ray] JSONL field / column holding the id."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="[ray] Skip and count malformed records."),
+    vectors_only: bool = typer.Option(False, "--vectors-only", help="[ray] Store ids and vectors, not texts."),
 ) -> None:
-    """Encode each line of INPUT into one vector (rows aligned with lines; empty lines kept and counted)."""
+    """Encode each line of INPUT into one vector (rows aligned with lines; empty lines kept and counted).
+
+    With --engine ray: encode records (id, text, metadata) into Parquet shards + manifest.json in the folder OUT;
+    rerun the same command to resume.
+    """
+    if engine == "ray":
+        from koembed.scale import EncodeJobConfig, encode_distributed
+
+        if output is None or output == "-" or workers != 1:
+            raise InputError("--engine ray needs -o OUT_DIR (a folder) and takes --num-workers, not --workers")
+        config = EncodeJobConfig(
+            input=input, output=output, model=model, backend=backend, device=device, max_seq_length=max_seq_length,
+            normalize=normalize, batch_size=batch_size, fmt=fmt, text_field=text_field, id_field=id_field,
+            skip_bad=skip_bad, errors=errors, with_text=not vectors_only, shard_rows=shard_rows, address=address,
+            num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+        result = encode_distributed(config, quiet=quiet)
+        if not quiet:
+            print(result.summary(), file=sys.stderr)
+        return
+    if engine != "local":
+        raise InputError(f"--engine {engine!r}: choose local or ray")
     from koembed.file_encoding import encode_file
 
     try:
