@@ -3,14 +3,22 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.koembed-installed
+TORCH := torch==2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
 .PHONY: setup demo test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# The CPU build of torch first: an unpinned resolver would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
+	# torch first, and its CPU build: on Linux, PyPI's torch wheel is the multi-GB CUDA build. PyTorch's CPU
+	# index is tried first (5 s timeout, no retries, its error hidden). Where that index is unreachable, the
+	# plain pin comes from whatever index pip is configured with: the CPU build only where that index or a
+	# --find-links folder serves one (as on the machine this was developed on), else PyPI's CUDA build; to
+	# avoid that, install torch from $(TORCH_CPU_INDEX) (or a copy of it) before running make.
+	$(BIN)/pip install -q --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) $(TORCH) 2>/dev/null \
+		|| { echo "setup: no $(TORCH) from $(TORCH_CPU_INDEX) (unreachable?); using pip's configured index" >&2; \
+		     $(BIN)/pip install -q $(TORCH); }
 	$(BIN)/pip install -q -e '.[dev,onnx,scale]'
 	touch $(STAMP)
 

@@ -123,7 +123,7 @@ def _hub_texts(source: str, text_field: str, skip: int) -> Iterator[str]:
     name, _, config = spec.partition(":")
     try:
         ds = load_dataset(name, config or None, split=split or "train", streaming=True)
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a bad name or no network
+    except Exception as exc:  # datasets raises many types for a bad name or no network
         raise InputError(f"{source}: cannot stream the Hub dataset ({str(exc).splitlines()[0][:160]})") from None
     if skip:
         ds = ds.skip(skip)
@@ -319,7 +319,7 @@ def prefetch(iterable: Iterator, depth: int = 4) -> Iterator:
                 if stop.is_set():
                     return
             q.put((done, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:  # handed to the consumer
             q.put((done, exc))
 
     thread = threading.Thread(target=work, daemon=True)

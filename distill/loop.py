@@ -59,9 +59,9 @@ class LoopConfig:
 
 
 def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True on CPUs with AMX-BF16 tiles, where bf16 matmuls beat fp32 (measured 1.4-1.5x on a 2-core Xeon).
+    """True on CPUs with AMX-BF16 tiles, where bf16 matmuls beat fp32 (docs/distill.md has the measurement).
 
-    Elsewhere (AVX2-only parts such as AMD Zen 3) bf16 is emulated and several times slower than fp32.
+    Elsewhere (AVX2-only parts) bf16 is emulated and several times slower than fp32.
     """
     try:
         with open(cpuinfo, encoding="utf-8") as fh:

@@ -65,18 +65,12 @@ class LossOutput:
     parts: dict[str, torch.Tensor]  # per relation kind, summed over pairs ("attention", "value_relation" | "qq"...)
     pairs: dict[str, torch.Tensor]  # per layer pair "s<i>-t<j>", summed over kinds
 
-    def as_floats(self) -> dict[str, float]:
-        out = {"loss": float(self.total.detach())}
-        out.update({k: float(v.detach()) for k, v in self.parts.items()})
-        out.update({f"pair_{k}": float(v.detach()) for k, v in self.pairs.items()})
-        return out
-
 
 class MiniLMLoss(nn.Module):
     """Attention-distribution + value-relation KL (v1), or Q-Q/K-K/V-V relation KL (v2), over a layer map.
 
     ``forward(teacher, student, mask)`` takes one ``(q, k, v)`` tuple per layer pair, in ``layer_map``
-    order, for each model (as :class:`distill.taps.AttentionTaps` returns them).
+    order, for each model (:class:`distill.taps.Tap` records, as :class:`distill.taps.TappedBert` returns them).
     """
 
     def __init__(self, layer_map: Sequence[tuple[int, int]], relation_heads: int | None = None):

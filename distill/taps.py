@@ -57,14 +57,6 @@ def usable_positions(config) -> int:
     return config.max_position_embeddings - position_offset(config.model_type, config.pad_token_id)
 
 
-def num_layers(model: nn.Module) -> int:
-    return bert_of(model).config.num_hidden_layers
-
-
-def num_heads(model: nn.Module) -> int:
-    return bert_of(model).config.num_attention_heads
-
-
 class TappedBert(nn.Module):
     """``forward(input_ids, attention_mask) -> list[Tap]``, one per entry of ``layers`` (in that order)."""
 

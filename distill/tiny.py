@@ -1,8 +1,9 @@
 """Build a tiny Korean BERT offline: a trained WordPiece tokenizer plus a randomly initialised encoder.
 
-Tests use it as their fixture model and ``make demo`` uses it until an embedded default model
-ships. Its vectors carry no meaning beyond what the random weights happen to give: it exercises
-every code path (tokenizer, model folder, pooling, index) at a size that builds in seconds.
+Tests and benchmark scripts use it as their fixture model; ``make demo`` builds one only when the
+install lacks the embedded default model (koembed/models/). Its vectors carry no meaning beyond what
+the random weights happen to give: it exercises every code path (tokenizer, model folder, pooling,
+index) at a size that builds in seconds.
 """
 
 from __future__ import annotations

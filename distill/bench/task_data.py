@@ -216,7 +216,7 @@ def _hub_rows(task: Task, report: RowReport) -> dict[str, list[dict]]:
         from datasets import load_dataset
 
         dsd = load_dataset(hub.path, hub.config)
-    except Exception as exc:  # noqa: BLE001 - offline, renamed or gated: one reason for the table
+    except Exception as exc:  # offline, renamed or gated: one reason for the table
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise TaskDataMissing(f"Hub dataset {hub.path} could not be loaded ({reason})") from None
     columns = dict(hub.columns)
