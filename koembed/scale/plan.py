@@ -76,7 +76,7 @@ def filesystem(uri: str) -> tuple[Any, str]:
     if "://" in uri:
         try:
             return pafs.FileSystem.from_uri(uri)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for unknown schemes
+        except Exception as exc:  # pyarrow raises several types for unknown schemes
             raise InputError(f"{uri}: cannot open ({str(exc).splitlines()[0][:160]})") from None
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
@@ -174,7 +174,7 @@ def _parquet_parts(f: InputFile, shard_rows: int) -> Iterator[dict[str, Any]]:
     try:
         with fs.open_input_file(f.path) as fh:
             meta = pq.ParquetFile(fh).metadata
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a non-parquet file
+    except Exception as exc:  # pyarrow raises several types for a non-parquet file
         raise InputError(f"{f.uri}: not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
     start, groups = 0, []
     for g in range(meta.num_row_groups):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from koembed.atomic import atomic_path, atomic_write_text
-from koembed.errors import IndexRefusedError
+from koembed.errors import IndexRefusedError, InputError
 
 FORMAT = "koembed-vectors"
 FORMAT_VERSION = 1
@@ -139,7 +139,7 @@ def shard_footer(path: Path) -> dict[str, Any] | None:
     try:
         meta = pq.read_schema(str(path)).metadata or {}
         return json.loads(meta[FOOTER_KEY])
-    except Exception:  # noqa: BLE001 - a torn or foreign file is simply not a finished shard
+    except Exception:  # a torn or foreign file is simply not a finished shard
         return None
 
 
@@ -229,3 +229,36 @@ def check_same_model(sets: Sequence[VectorSet]) -> None:
                 f"{str(vs.fingerprint)[:12]}, dim {vs.dim}) cannot be indexed with {first.directory}'s "
                 f"(model {first.manifest.model.get('name')!r}, fingerprint {str(first.fingerprint)[:12]}, "
                 f"dim {first.dim}); encode every input with one model")
+
+
+def write_vector_set(directory: str | Path, shards: Iterable[tuple[Sequence[str], np.ndarray, Sequence[str] | None,
+                                                                   Sequence[dict[str, Any]] | None]],
+                     *, model: dict[str, Any], normalize: bool = True) -> VectorManifest:
+    """A vector set from vectors made elsewhere: each ``(ids, vectors, texts, metadata)`` becomes one shard.
+
+    The files are those a distributed encode writes, so ``koembed index --from-vectors`` builds from
+    them; ``model`` is ``{"name", "fingerprint", "backend"}`` of the model that made the vectors.
+    """
+    from koembed.index.files import now
+    from koembed.index.store import metadata_json
+
+    d = Path(directory)
+    (d / SHARDS).mkdir(parents=True, exist_ok=True)
+    m = VectorManifest(model=dict(model), normalize=normalize, created=now())
+    for i, (ids, vectors, texts, metadata) in enumerate(shards):
+        x = np.asarray(vectors, dtype=np.float32)
+        if m.dim is not None and x.shape[1] != m.dim:
+            raise InputError(f"shard {i}: vectors of dimension {x.shape[1]}, earlier shards have {m.dim}")
+        m.dim = int(x.shape[1])
+        record = ShardRecord(name=f"part-{i:06d}.parquet", index=i, file="", start=m.count, stop=m.count + len(x),
+                             digest="", count=len(x))
+        footer = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": m.model, "dim": m.dim,
+                  "record": asdict(record)}
+        meta = [metadata_json(v) for v in metadata] if metadata is not None else None
+        written = write_shard(d / SHARDS / record.name, ids, x, texts, meta, footer)
+        record.bytes, record.sha256 = written["bytes"], written["sha256"]
+        m.shards.append(record)
+        m.count += len(x)
+    m.planned_shards, m.complete, m.updated = len(m.shards), True, now()
+    write_manifest(d, m)
+    return m

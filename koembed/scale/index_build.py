@@ -1,0 +1,323 @@
+"""Build one index from vector sets: train once, build parts in parallel, merge, and add the documents.
+
+``koembed index --from-vectors DIR [--from-vectors DIR2 ...] -o IDX``. Steps, each resumable:
+
+1. open the vector sets (manifest checksums of every shard, one model and dimension across all);
+2. train an empty index of the chosen type on a sample (IVF: coarse quantiser, PQ/SQ codebooks) and
+   calibrate its nprobe, once; saved as ``trained.faiss``;
+3. build the parts in parallel (a local process pool, or Ray tasks on a cluster): part ``i`` holds the
+   vectors of a run of consecutive shards with their global row ids; each part file is written
+   atomically, so a rerun keeps every part that exists;
+4. meanwhile the driver writes the documents (id, text, metadata) into a document store, one SQLite
+   transaction per part; a repeated id keeps its last occurrence (the earlier rows become tombstones,
+   as an upsert in ``koembed index`` would leave them);
+5. merge the parts into a new index folder (IVF: one memory-mapped ``.ivfdata`` file) and commit it
+   with the documents, then move it to IDX.
+
+The work happens in a folder beside IDX (``.IDX.from-vectors``), deleted when IDX is complete. A
+killed build rerun with the same command redoes only what had not reached the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from koembed.atomic import atomic_path, atomic_write_text
+from koembed.errors import IndexRefusedError, InputError
+from koembed.scale.faiss_parts import build_part, check_mergeable, merge_parts, training_sample
+from koembed.scale.vector_set import VectorSet, check_same_model, iter_shard
+from koembed.system import cpu_count
+
+DEFAULT_PART_ROWS = 1_000_000
+PLAN = "plan.json"
+TRAINED = "trained.faiss"
+DOCS = "docs.sqlite"
+
+
+@dataclass
+class VectorIndexConfig:
+    """One ``koembed index --from-vectors`` build; saved in the index manifest under ``config``."""
+
+    vectors: list[str]  # vector set folders written by `koembed encode --engine ray` (one model)
+    output: str
+    index_type: str = "auto"
+    engine: str = "local"  # local: a process pool on this machine; ray: Ray tasks (address, or a local Ray)
+    address: str | None = None
+    num_workers: int | None = None  # None: this machine's cores (local) or the cluster's CPUs (ray)
+    part_rows: int = DEFAULT_PART_ROWS  # vectors per part (whole shards): the unit of parallel work and resume
+    memory_budget: int | None = None  # bytes, for the auto rule; None: half the RAM
+    verify: bool = True  # sha256 of every shard against its manifest before building
+
+    def validate(self) -> None:
+        if not self.vectors:
+            raise InputError("no vector sets given: pass --from-vectors DIR")
+        if self.engine not in ("local", "ray"):
+            raise InputError(f"engine must be 'local' or 'ray', not {self.engine!r}")
+        if self.part_rows < 1 or (self.num_workers is not None and self.num_workers < 1):
+            raise InputError("part_rows and num_workers must be >= 1")
+
+
+@dataclass
+class VectorIndexResult:
+    directory: str
+    spec: str
+    count: int  # documents (distinct ids)
+    vectors: int  # vectors in FAISS (a repeated id's earlier vectors stay, as tombstones)
+    replaced: int  # rows superseded by a later row with the same id
+    parts: int
+    built_parts: int  # this run
+    workers: int
+    nprobe: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # train, parts (wall, docs alongside), merge, total
+
+    def summary(self) -> str:
+        s = self.seconds
+        return (f"{self.directory}: {self.count} documents ({self.spec}) from {self.vectors} vectors, {self.replaced} "
+                f"replaced by a later row with the same id; {self.built_parts} of {self.parts} parts built now with "
+                f"{self.workers} workers; train {s.get('train', 0):.1f} s, parts+docs {s.get('parts', 0):.1f} s, "
+                f"merge {s.get('merge', 0):.1f} s, total {s.get('total', 0):.1f} s")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_index_from_vectors(config: VectorIndexConfig, *, quiet: bool = True) -> VectorIndexResult:
+    """Build the index ``config.output`` from the vector sets ``config.vectors``; rerun to resume."""
+    from koembed.index import Index, resolve_spec
+    from koembed.index.files import MANIFEST, lock_dir, unlock_dir
+
+    config.validate()
+    t0 = time.perf_counter()
+    out = Path(config.output)
+    if (out / MANIFEST).is_file():
+        raise IndexRefusedError(f"{out}: is already an index; --from-vectors builds a new one (choose a new -o), "
+                                "or add documents to it with `koembed index FILE -o {out}`")
+    say = _say(quiet)
+    say(f"checking {len(config.vectors)} vector set(s)")
+    sets = [VectorSet.open(v, verify=config.verify) for v in config.vectors]
+    check_same_model(sets)
+    dim, total = sets[0].dim, sum(vs.manifest.count for vs in sets)
+    spec = resolve_spec(config.index_type, total, dim, config.memory_budget)
+    check_mergeable(spec.factory)
+    shards = [(vs, s) for vs in sets for s in vs.manifest.shards]
+    parts = _group(shards, config.part_rows)
+    work = out.parent / f".{out.name}.from-vectors"
+    work.mkdir(parents=True, exist_ok=True)
+    lock = lock_dir(work)
+    try:
+        _start_plan(work, sets, spec.factory, parts, config)
+        seconds: dict[str, float] = {}
+        t = time.perf_counter()
+        nprobe, sample = _trained(work, spec, dim, [vs.shard_path(s) for vs, s in shards], say)
+        seconds["train"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        todo = [p for p in parts if not (work / p["name"]).is_file()]
+        say(f"{len(parts)} parts ({len(parts) - len(todo)} built before), {total} vectors (dim {dim}), {spec.factory}")
+        workers = _worker_count(config, len(todo))
+        replaced = _run_parts(config, work, todo, parts, workers, say)
+        seconds["parts"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        say("merging parts")
+        first = sets[0].manifest
+        index = _assemble(work, out, spec, dim, parts, total, nprobe, sample, first.model, config, Index)
+        seconds["merge"] = round(time.perf_counter() - t, 3)
+        with Index.open(out) as done:
+            count, vectors = done.count, int(done.faiss.ntotal)
+    finally:
+        unlock_dir(lock)
+    shutil.rmtree(work, ignore_errors=True)
+    seconds["total"] = round(time.perf_counter() - t0, 3)
+    return VectorIndexResult(directory=str(out), spec=index, count=count, vectors=vectors, replaced=replaced,
+                             parts=len(parts), built_parts=len(todo), workers=workers, nprobe=nprobe,
+                             seconds=seconds)
+
+
+def _say(quiet: bool):
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"index --from-vectors: {msg}", file=sys.stderr, flush=True)
+    return say
+
+
+def _group(shards: list[tuple[VectorSet, Any]], part_rows: int) -> list[dict[str, Any]]:
+    """Runs of consecutive shards of at least ``part_rows`` vectors (the last may be smaller), with row offsets."""
+    parts: list[dict[str, Any]] = []
+    run: list[tuple[VectorSet, Any]] = []
+    row = start = 0
+    for i, (vs, s) in enumerate(shards):
+        run.append((vs, s))
+        row += s.count
+        if row - start >= part_rows or i == len(shards) - 1:
+            parts.append({"name": f"part-{len(parts):06d}.faiss", "first_row_id": start, "rows": row - start,
+                          "shards": [str(v.shard_path(x)) for v, x in run],
+                          "sha256": [x.sha256 for _, x in run]})
+            run, start = [], row
+    return parts
+
+
+def _start_plan(work: Path, sets: list[VectorSet], factory: str, parts: list[dict[str, Any]],
+                config: VectorIndexConfig) -> None:
+    """Keep the work folder of an identical earlier run; start afresh when anything that shapes the result changed."""
+    plan = {"factory": factory, "fingerprint": sets[0].fingerprint, "dim": sets[0].dim,
+            "parts": [{k: p[k] for k in ("name", "first_row_id", "rows", "sha256")} for p in parts]}
+    text = json.dumps(plan, sort_keys=True)
+    old = (work / PLAN).read_text(encoding="utf-8") if (work / PLAN).is_file() else None
+    if old != text:
+        for p in work.iterdir():
+            if p.name != ".lock":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        atomic_write_text(work / PLAN, text)
+
+
+def _trained(work: Path, spec: Any, dim: int, shard_paths: list[Path], say) -> tuple[int | None, int]:
+    """The trained empty index in ``work`` (made once) and its calibration (nprobe, training sample size)."""
+    import faiss
+
+    from koembed.index.spec import new_faiss_index, train_faiss
+
+    meta = work / (TRAINED + ".json")
+    if (work / TRAINED).is_file() and meta.is_file():
+        info = json.loads(meta.read_text())
+        return info["nprobe"], info["sample"]
+    index = new_faiss_index(spec, dim)
+    nprobe, sample = None, 0
+    if not index.is_trained:
+        x = training_sample(shard_paths, spec.train_size())
+        say(f"training {spec.factory} on {len(x)} sampled vectors")
+        nprobe, sample = train_faiss(index, spec, x, work)
+    with atomic_path(work / TRAINED) as tmp:
+        faiss.write_index(index, str(tmp))
+    atomic_write_text(meta, json.dumps({"nprobe": nprobe, "sample": sample}))
+    return nprobe, sample
+
+
+def _worker_count(config: VectorIndexConfig, todo: int) -> int:
+    if config.num_workers:
+        return max(1, min(config.num_workers, todo or 1))
+    return max(1, min(cpu_count(), todo or 1))
+
+
+def _run_parts(config: VectorIndexConfig, work: Path, todo: list[dict[str, Any]], parts: list[dict[str, Any]],
+               workers: int, say) -> int:
+    """Build the missing parts in workers while this process writes the documents; returns rows replaced."""
+    trained = str(work / TRAINED)
+    jobs = [(trained, p["shards"], p["first_row_id"], str(work / p["name"])) for p in todo]
+    if config.engine == "ray":
+        from koembed.scale.ray_session import import_ray, ray_session
+
+        with ray_session(config.address):
+            ray = import_ray()
+            remote = ray.remote(num_cpus=1)(build_part)
+            pending = [remote.remote(*job) for job in jobs]
+            replaced = _write_docs(work, parts, say)
+            ray.get(pending)
+        return replaced
+    if not jobs:
+        return _write_docs(work, parts, say)
+    # spawn, not fork: FAISS's OpenMP threads in this process do not survive a fork.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures: list[Future] = [pool.submit(build_part, *job) for job in jobs]
+        replaced = _write_docs(work, parts, say)
+        while futures:
+            done, rest = wait(futures, return_when=FIRST_COMPLETED)
+            for f in done:
+                f.result()  # raises a worker's error here
+            futures = list(rest)
+    return replaced
+
+
+def _write_docs(work: Path, parts: list[dict[str, Any]], say) -> int:
+    """Documents of every part into ``work/docs.sqlite``, one transaction per part (resumable); returns replaced."""
+    from koembed.index.store import DocStore
+
+    store = DocStore(work / DOCS)
+    try:
+        done = set(store.get_state("parts_done", []))
+        replaced = int(store.get_state("replaced", 0))
+        for p in parts:
+            if p["name"] in done:
+                continue
+            store.begin()
+            row = p["first_row_id"]
+            for shard in p["shards"]:
+                for b in iter_shard(Path(shard), columns=("id", "text", "metadata")):
+                    replaced += _insert(store, row, b.ids, b.texts, b.metadata)
+                    row += len(b.ids)
+            done.add(p["name"])
+            store.set_state("parts_done", sorted(done))
+            store.set_state("replaced", replaced)
+            store.commit()
+        say(f"documents written ({replaced} replaced by a later row with the same id)")
+        return replaced
+    finally:
+        store.rollback()
+        store.close()
+
+
+def _insert(store: Any, first_row: int, ids: list[str], texts: list[str], metadata: list[str]) -> int:
+    """Insert one batch; an id seen before (in the store or earlier in the batch) keeps its last row."""
+    last = {e: j for j, e in enumerate(ids)}
+    dropped = [first_row + j for j, e in enumerate(ids) if last[e] != j]
+    old = store.lookup(last)
+    dropped += [v[0] for v in old.values()]
+    if old:
+        store.delete_rows(v[0] for v in old.values())
+    if dropped:
+        store.add_tombstones(dropped)
+    store.insert((first_row + j, e, texts[j], metadata[j]) for e, j in last.items())
+    return len(dropped)
+
+
+def _assemble(work: Path, out: Path, spec: Any, dim: int, parts: list[dict[str, Any]], total: int,
+              nprobe: int | None, sample: int, model: dict[str, Any], config: VectorIndexConfig, Index: Any) -> str:
+    """A complete index in ``work/index`` (made afresh each time: a killed merge is simply redone), moved to ``out``."""
+    import faiss
+
+    from koembed.index.files import lists_file_name
+
+    staging = work / "index"
+    if staging.exists():
+        shutil.rmtree(staging)
+    index = Index.create(staging, dim, index_type=config.index_type, expected_count=total,
+                         model_name=model.get("name"), model_fingerprint=model.get("fingerprint"),
+                         backend=model.get("backend"), memory_budget=config.memory_budget, config=asdict(config))
+    try:
+        if index.manifest.spec != spec.factory:
+            raise AssertionError(f"spec {index.manifest.spec} != {spec.factory}")
+        merged = merge_parts(faiss.read_index(str(work / TRAINED)), [work / p["name"] for p in parts],
+                             staging / lists_file_name(index.generation + 1))
+        if int(merged.ntotal) != total:
+            raise IndexRefusedError(f"{work}: the parts hold {merged.ntotal} vectors, the vector sets {total}; "
+                                    f"delete {work} and rebuild")
+        index.store.copy_from(work / DOCS)
+        index.adopt(merged, next_row_id=total, trained_on=(nprobe, sample) if sample else None)
+        index.commit()
+    finally:
+        index.close()
+    _move_into_place(staging, out)
+    return spec.factory
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished folder to ``out`` (absent, or an empty folder that is replaced)."""
+    if out.exists():
+        if not out.is_dir() or any(out.iterdir()):
+            raise IndexRefusedError(f"{out}: exists and is not empty; choose a new -o (the finished index is in "
+                                    f"{staging})")
+        out.rmdir()
+    os.rename(staging, out)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
