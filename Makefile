@@ -6,7 +6,7 @@ STAMP := $(VENV)/.koembed-installed
 TORCH := torch==2.13.0
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test browser lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) $(TORCH) 2>/dev/null \
 		|| { echo "setup: no $(TORCH) from $(TORCH_CPU_INDEX) (unreachable?); using pip's configured index" >&2; \
 		     $(BIN)/pip install -q $(TORCH); }
-	$(BIN)/pip install -q -e '.[dev,onnx,scale]'
+	$(BIN)/pip install -q -e '.[dev,onnx,scale,serve]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,9 +27,21 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m ruff check koembed distill tests examples
 	$(BIN)/python -m pytest -q
+
+# The page test (tests/test_serve_browser.py) drives Debian's Chromium and needs a Korean font: installed here
+# when running as root with apt-get, else that test skips and says why. Playwright's own browser download is
+# not used (it fails offline).
+browser:
+	-@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { ! command -v chromium >/dev/null 2>&1 || [ -z "$$(fc-list :lang=ko 2>/dev/null)" ]; }; then \
+	  echo "test: installing chromium and fonts-nanum for the browser test" >&2; \
+	  apt-get install -y -q chromium fonts-nanum >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium fonts-nanum >/dev/null 2>&1; } || \
+	  echo "test: could not install chromium; the browser test will be skipped" >&2; \
+	fi
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

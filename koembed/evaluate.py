@@ -31,6 +31,7 @@ from koembed.stats import pearson, spearman
 from koembed.vectors import l2_normalize
 
 DEFAULT_KS = (1, 5, 10, 100)
+BATCH_SIZE = 64
 
 
 @dataclass
@@ -103,7 +104,7 @@ def sts_scores(gold: Sequence[float], predicted: Sequence[float]) -> dict[str, f
     return {"spearman": spearman(predicted, gold), "pearson": pearson(predicted, gold)}
 
 
-def evaluate_sts(model_or_encoder: Any, pairs: Sequence[dict], batch_size: int = 64) -> dict[str, Any]:
+def evaluate_sts(model_or_encoder: Any, pairs: Sequence[dict], batch_size: int = BATCH_SIZE) -> dict[str, Any]:
     """Cosine similarity of ``sentence1``/``sentence2`` against ``score``: ``{"spearman", "pearson", "n"}`` (x100)."""
     model = as_encoder(model_or_encoder)
     start = time.perf_counter()
@@ -155,7 +156,7 @@ def rank_by_scores(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequen
 
 def evaluate_retrieval(
     encoder: Any, corpus: dict[str, str], queries: dict[str, str], qrels: dict[str, Iterable[str]],
-    ks: Sequence[int] = DEFAULT_KS, batch_size: int = 64,
+    ks: Sequence[int] = DEFAULT_KS, batch_size: int = BATCH_SIZE,
 ) -> dict[str, Any]:
     """Embed corpus and queries, rank by cosine (exact, numpy), and score with :func:`ranking_metrics`."""
     model = as_encoder(encoder)
@@ -203,7 +204,7 @@ def load_retrieval_data(task: Task | str, data_dir: str | Path | None = None, ma
 
 def run_task(
     model: Any, task: str, data_dir: str | Path | None = None, max_samples: int | None = None,
-    output_json: str | Path | None = None, batch_size: int = 64,
+    output_json: str | Path | None = None, batch_size: int = BATCH_SIZE,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a named task; returns (and optionally writes) ``{"task", "model", metrics...}``."""
     spec = find_task(task)

@@ -126,7 +126,7 @@ def test_cli_refusals_are_one_line_and_change_nothing(tmp_path, built, tiny_st_d
 
 
 def test_parse_filters():
-    assert parse_filters(["label=1", "title=서울", "label=2"]) == {"label": ["1", 1, "2", 2], "title": ["서울"]}
+    assert parse_filters(["label=1", "title=서울", "label=2"]) == {"label": ["1", "2"], "title": ["서울"]}
     assert parse_filters(None) is None
 
 

@@ -58,6 +58,20 @@ def test_filters_return_the_best_matching_documents(tmp_path, index_type):
         assert search(index, q[:2], k=5, filter={"missing-key": 1}) == [[], []]
 
 
+def test_filter_values_match_across_types_in_the_library(tmp_path):
+    x, q = vectors(200), queries(3, 200)
+    with build(tmp_path / "ix", x) as index:
+        index.add_vectors(["s1", "s2"], x[:2], ["문자", "문자"], [{"group": "1"}, {"flag": "true"}])
+        typed = [[h.id for h in hits] for hits in search(index, q, k=50, filter={"group": 1})]
+        texted = [[h.id for h in hits] for hits in search(index, q, k=50, filter={"group": "1"})]
+        assert typed == texted and "s1" in typed[0] and all(h in {f"d{i}" for i in range(1, 200, 5)} | {"s1"}
+                                                              for h in typed[0])
+        evens = {f"d{i}" for i in range(0, 200, 2)}
+        assert {h.id for h in search(index, q[:1], k=200, filter={"even": "true"})[0]} == evens
+        assert [h.id for h in search(index, q[:1], k=5, filter={"flag": True})[0]] == ["s2"]
+        assert search(index, q[:1], k=5, filter={"name": "1"}) == [[]]  # no name is "1" or 1
+
+
 def test_few_matches_are_searched_exhaustively_on_approximate_types(tmp_path):
     n = 3_000
     x = vectors(n)

@@ -31,7 +31,10 @@ def trained(tiny_bert_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPa
     import torch
 
     torch.set_num_threads(1)
-    return train(_config(tiny_bert_dir, tmp_path_factory.mktemp("train") / "model"))
+    result = train(_config(tiny_bert_dir, tmp_path_factory.mktemp("train") / "model"))
+    # What train() returns is what it saved.
+    assert result.as_dict() == json.loads((result.output_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+    return result.output_dir
 
 
 def test_short_run_beats_untrained_model(trained: Path, tiny_bert_dir: Path) -> None:
@@ -97,7 +100,20 @@ def test_interrupt_then_resume_finishes(tiny_bert_dir: Path, data_dir: Path, tmp
     assert stage["resumed_from"] == "checkpoint-4" and stage["steps"] == 6
     assert (out / "modules.json").is_file() and not (out / "checkpoints").exists()
     weights = (out / "model.safetensors").read_bytes()
-    assert train(cfg) == out and (out / "model.safetensors").read_bytes() == weights  # finished: nothing to redo
+    again = train(cfg)  # finished: nothing to redo, the saved results come back
+    assert again.output_dir == out and again.stages["sts"] == stage and "korsts-dev" in again.scores
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
+def test_with_overrides_copies_and_applies_per_stage() -> None:
+    base = TrainConfig()
+    cfg = base.with_overrides(seed=3, stages="sts", lr=1e-3, device=None, nli_files=("a.tsv",),
+                              **{"sts.batch_size": 4})
+    assert cfg.seed == 3 and cfg.stages == ["sts"] and cfg.nli.lr == cfg.sts.lr == 1e-3 and cfg.sts.batch_size == 4
+    assert cfg.nli.batch_size == base.nli.batch_size != 4 and cfg.device is None and cfg.nli_files == ["a.tsv"]
+    assert base.seed == 42 and base.sts.lr == 2e-5 and base.stages == ["nli", "sts"]  # the original is unchanged
+    with pytest.raises(InputError, match="unknown setting 'epoch'"):
+        base.with_overrides(epoch=3)
 
 
 def test_bad_settings_are_input_errors(tmp_path: Path) -> None:

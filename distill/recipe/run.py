@@ -230,8 +230,7 @@ class Recipe:
         cfg = TrainConfig.from_dict({**self.cfg.sentence, "base_model": str(base), "data_dir": str(self.data),
                                      "output_dir": str(out), "resume": True,
                                      "quiet": self.cfg.quiet})
-        folder = train(cfg)
-        return {"path": str(folder)}
+        return {"path": str(train(cfg).output_dir)}
 
 
 def _has_checkpoint(folder: Path) -> bool:

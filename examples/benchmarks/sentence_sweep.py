@@ -41,8 +41,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     cfg = TrainConfig.from_dict({**job["sentence"], "base_model": job["base"], "data_dir": job["data_dir"],
                                  "output_dir": job["out"], "resume": True, "quiet": True})
-    folder = train(cfg)
-    scores = json.loads((folder / "eval_results.json").read_text(encoding="utf-8"))["scores"]
+    scores = train(cfg).scores
     return {"base": job["name"], "point": job["point"],
             "korsts_dev": scores["korsts-dev"]["spearman"],
             "korsts_test": scores.get("korsts-test", {}).get("spearman")}

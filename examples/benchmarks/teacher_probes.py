@@ -89,7 +89,7 @@ def vectors(run: Path, out: Path) -> None:
     tok.save_pretrained(base)
     sentence = RecipeConfig.load("nano").sentence
     folder = train(TrainConfig.from_dict({**sentence, "base_model": str(base), "output_dir": str(out / "sentence"),
-                                          "resume": True, "quiet": True}))
+                                          "resume": True, "quiet": True})).output_dir
     print(json.dumps({k: run_task(str(folder), k)["spearman"] for k in ("korsts-dev", "korsts-test")}))
 
 

@@ -78,8 +78,8 @@ def main() -> None:
                       nli=StageConfig(**_capped(preset["nli"], args.max_steps)),
                       sts=StageConfig(**_capped(preset["sts"], args.max_steps)),
                       eval_steps=0, save_steps=500, logging_steps=25, quiet=args.quiet)
-    out = train(cfg)
-    results = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
+    result = train(cfg)
+    out, results = result.output_dir, result.as_dict()
     train_pairs = read_korsts(root / "korsts" / "sts-train.tsv")
     fit_texts = [s for p in train_pairs for s in (p["sentence1"], p["sentence2"])]
     tfidf = tfidf_sts(load_sts_pairs("korsts-test", root), fit_texts)["spearman"]

@@ -12,7 +12,7 @@ import sys
 from koembed.cli.app import app
 
 # Each module registers its commands on ``app`` when imported.
-COMMAND_MODULES = ["koembed.cli.encode", "koembed.cli.train", "koembed.cli.index"]
+COMMAND_MODULES = ["koembed.cli.encode", "koembed.cli.train", "koembed.cli.index", "koembed.cli.serve"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ Nothing heavy is imported at module level; ``search`` with a non-torch backend n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -14,6 +15,10 @@ import typer
 
 from koembed.cli.app import app
 from koembed.errors import InputError
+from koembed.index.build import IndexConfig
+from koembed.index.query import DEFAULT_K
+
+_D = {f.name: f.default for f in dataclasses.fields(IndexConfig)}  # input and output have none: required
 
 
 @app.command("index")
@@ -21,22 +26,26 @@ def index_cmd(
     input: str = typer.Argument(..., help="Documents: .txt (a line each), .jsonl, .tsv, .csv, .parquet, or '-'."),
     output: str = typer.Option(..., "-o", "--output", help="Index directory (created, or upserted into)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the index's, else embedded)."),
-    backend: str = typer.Option("torch", "--backend", help="Inference backend (torch, onnx, ...)."),
-    index_type: str = typer.Option("auto", "--index-type", help="auto|flat|hnsw|ivf|ivfsq|ivfpq|FAISS factory."),
-    fmt: str | None = typer.Option(None, "--format", help="txt|jsonl|tsv|csv|parquet (default: from suffix)."),
-    text_field: str = typer.Option("text", "--text-field", help="JSONL field / column holding the text."),
-    id_field: str = typer.Option("id", "--id-field", help="JSONL field / column holding the id."),
-    metadata_field: str = typer.Option("metadata", "--metadata-field", help="JSONL field holding metadata."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count malformed records."),
-    errors: str = typer.Option("strict", "--errors", help="strict|replace for undecodable bytes."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Texts per forward pass."),
-    chunk_size: int = typer.Option(2048, "--chunk-size", min=1, help="Documents encoded and added at a time."),
-    commit_every: int = typer.Option(20_000, "--commit-every", min=1, help="Documents between commits (min)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (torch backend)."),
+    backend: str = typer.Option(_D["backend"], "--backend", help="Inference backend (torch, onnx, ...)."),
+    index_type: str = typer.Option(_D["index_type"], "--index-type",
+                                   help="auto|flat|hnsw|ivf|ivfsq|ivfpq|FAISS factory."),
+    fmt: str | None = typer.Option(_D["fmt"], "--format", help="txt|jsonl|tsv|csv|parquet (default: from suffix)."),
+    text_field: str = typer.Option(_D["text_field"], "--text-field", help="JSONL field / column holding the text."),
+    id_field: str = typer.Option(_D["id_field"], "--id-field", help="JSONL field / column holding the id."),
+    metadata_field: str = typer.Option(_D["metadata_field"], "--metadata-field",
+                                       help="JSONL field holding metadata."),
+    skip_bad: bool = typer.Option(_D["skip_bad"], "--skip-bad", help="Skip and count malformed records."),
+    errors: str = typer.Option(_D["errors"], "--errors", help="strict|replace for undecodable bytes."),
+    batch_size: int = typer.Option(_D["batch_size"], "--batch-size", min=1, help="Texts per forward pass."),
+    chunk_size: int = typer.Option(_D["chunk_size"], "--chunk-size", min=1,
+                                   help="Documents encoded and added at a time."),
+    commit_every: int = typer.Option(_D["commit_every"], "--commit-every", min=1,
+                                     help="Documents between commits (min)."),
+    device: str | None = typer.Option(_D["device"], "--device", help="cpu, cuda, ... (torch backend)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes."""
-    from koembed.index import IndexConfig, build_index
+    from koembed.index import build_index
 
     config = IndexConfig(input=input, output=output, model=model, backend=backend, index_type=index_type, fmt=fmt,
                          text_field=text_field, id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad,
@@ -50,24 +59,17 @@ def index_cmd(
               file=sys.stderr)
 
 
-def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
-    """``key=value`` pairs; a value that parses as a JSON number/boolean also matches its typed form."""
+def parse_filters(items: list[str] | None) -> dict[str, list[str]] | None:
+    """``key=value`` pairs; a repeated key matches any of its values. The values stay strings: the store
+    matches ``label=1`` against both "1" and 1 (:func:`koembed.index.store.filter_equivalents`)."""
     if not items:
         return None
-    out: dict[str, Any] = {}
+    out: dict[str, list[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InputError(f"--filter {item!r}: expected key=value")
-        options: list[Any] = [value]
-        try:
-            typed = json.loads(value)
-            if isinstance(typed, int | float | bool) and typed != value:
-                options.append(typed)
-        except json.JSONDecodeError:
-            pass
-        out.setdefault(key, [])
-        out[key] += options
+        out.setdefault(key, []).append(value)
     return out
 
 
@@ -75,7 +77,7 @@ def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
 def search_cmd(
     directory: str = typer.Argument(..., help="Index directory."),
     query: list[str] | None = typer.Argument(None, help="Query text(s)."),
-    k: int = typer.Option(10, "-k", min=1, help="Hits per query."),
+    k: int = typer.Option(DEFAULT_K, "-k", min=1, help="Hits per query."),
     queries: str | None = typer.Option(None, "--queries", help="File with one query per line ('-' = stdin)."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines (one per query) instead of a table."),
     filters: list[str] | None = typer.Option(None, "--filter", help="Metadata key=value (repeatable, all must hold)."),
@@ -104,6 +106,12 @@ def search_cmd(
         for i, (q, hits) in enumerate(zip(texts, results, strict=True)):
             print(json.dumps({"query_index": i, "query": q, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
         return
+    _print_tables(texts, results)
+    if not quiet and any(not hits for hits in results):
+        print("note: some queries had no hits (empty index or no document matches the filter)", file=sys.stderr)
+
+
+def _print_tables(texts: list[str], results: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -116,8 +124,6 @@ def search_cmd(
             meta = json.dumps(h.metadata, ensure_ascii=False) if h.metadata else ""
             table.add_row(str(rank), f"{h.score:.4f}", h.id, h.text, meta)
         console.print(table)
-    if not quiet and any(not hits for hits in results):
-        print("note: some queries had no hits (empty index or no document matches the filter)", file=sys.stderr)
 
 
 @app.command("info")

@@ -9,9 +9,11 @@ import typer
 
 from koembed.cli.app import app
 from koembed.errors import InputError
-from koembed.training.run import LOCAL_NLI_FILES, STAGES, TrainConfig
+from koembed.evaluate import BATCH_SIZE, TASKS
+from koembed.training.run import STAGES, STS_LOSSES, TrainConfig
 
 _D = TrainConfig()
+_TASK_NAMES = ", ".join(TASKS)
 
 
 @app.command("train")
@@ -19,7 +21,7 @@ def train_cmd(
     output: str = typer.Option(..., "-o", "--output", help="Output folder (a sentence-transformers model)."),
     base: str | None = typer.Option(None, "--base", help=f"Base model: Hub id or folder (default: {_D.base_model})."),
     stages: str | None = typer.Option(None, "--stages", help=f"Comma-separated, from {', '.join(STAGES)} "
-                                      "(default: nli,sts)."),
+                                      f"(default: {','.join(_D.stages)})."),
     epochs: float | None = typer.Option(None, "--epochs", help=f"Epochs per stage (default: nli {_D.nli.epochs:g}, "
                                         f"sts {_D.sts.epochs:g})."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Batch size for every stage "
@@ -41,13 +43,14 @@ def train_cmd(
                                         "(default: $KOEMBED_DATA_DIR or ../shared/data)."),
     nli_files: list[str] | None = typer.Option(
         None, "--nli-files", help="NLI-stage data, repeatable: FORMAT:PATH or PATH (kornli TSV, klue-nli JSON, "
-        f"parakqc, question-pair, hub:NAME) (default: {' '.join(LOCAL_NLI_FILES)})."),
+        f"parakqc, question-pair, hub:NAME) (default: {' '.join(_D.nli_files)})."),
     sts_files: list[str] | None = typer.Option(None, "--sts-files", help="STS-stage data, repeatable "
-                                               "(default: korsts/sts-train.tsv)."),
-    sts_loss: str | None = typer.Option(None, "--sts-loss", help="cosent or cosine (default: cosent)."),
+                                               f"(default: {' '.join(_D.sts_files)})."),
+    sts_loss: str | None = typer.Option(None, "--sts-loss", help=f"{' or '.join(STS_LOSSES)} "
+                                        f"(default: {_D.sts_loss})."),
     cached_mnrl: bool = typer.Option(False, "--cached-mnrl", help="GradCache MNRL: large NLI batches, small memory."),
     mini_batch_size: int | None = typer.Option(None, "--mini-batch-size", min=1,
-                                                 help="GradCache mini-batch (default 32)."),
+                                                 help=f"GradCache mini-batch (default {_D.mini_batch_size})."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
     config: str | None = typer.Option(None, "--config", help="Start from a TrainConfig JSON; flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same -o folder."),
@@ -57,42 +60,29 @@ def train_cmd(
     """Train a sentence-embedding model: NLI (MultipleNegativesRankingLoss) then KorSTS (CoSENT)."""
     from koembed.training import train
 
-    cfg = TrainConfig.load(config) if config else TrainConfig()
-    top = {"base_model": base, "max_seq_length": max_seq_length, "seed": seed, "eval_steps": eval_steps,
-           "save_steps": save_steps, "data_dir": data_dir, "nli_files": nli_files or None,
-           "sts_files": sts_files or None, "sts_loss": sts_loss, "mini_batch_size": mini_batch_size,
-           "device": device}
-    for key, value in top.items():
-        if value is not None:
-            setattr(cfg, key, value)
-    cfg.output_dir, cfg.resume, cfg.quiet, cfg.keep_checkpoints = output, resume, quiet, keep_checkpoints
-    cfg.cached_mnrl = cfg.cached_mnrl or cached_mnrl
-    if stages is not None:
-        cfg.stages = [s.strip() for s in stages.split(",") if s.strip()]
-    per_stage = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_steps": max_steps,
-                 "max_train_samples": max_train_samples}
-    for stage in STAGES:
-        for key, value in per_stage.items():
-            if value is not None:
-                setattr(getattr(cfg, stage), key, value)
-    out = train(cfg)
-    results = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
+    cfg = (TrainConfig.load(config) if config else TrainConfig()).with_overrides(
+        base_model=base, stages=stages, max_seq_length=max_seq_length, seed=seed, eval_steps=eval_steps,
+        save_steps=save_steps, data_dir=data_dir, nli_files=nli_files or None, sts_files=sts_files or None,
+        sts_loss=sts_loss, mini_batch_size=mini_batch_size, device=device, cached_mnrl=cached_mnrl or None,
+        output_dir=output, resume=resume, quiet=quiet, keep_checkpoints=keep_checkpoints,
+        epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, max_train_samples=max_train_samples)
+    result = train(cfg)
     if not quiet:
-        for task, s in results.get("scores", {}).items():
+        for task, s in result.scores.items():
             print(f"{task}: Spearman {s['spearman']:.2f}  Pearson {s['pearson']:.2f}  (n={s['n']})", file=sys.stderr)
-    print(out)
+    print(result.output_dir)
 
 
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Argument(..., help="Model folder or Hub id."),
-    task: list[str] = typer.Option(["korsts"], "--task", "-t", help="korsts (test), korsts-dev, klue-sts, "
-                                   "korquad-retrieval; repeatable."),
+    task: list[str] = typer.Option(["korsts"], "--task", "-t", help=f"{_TASK_NAMES} (korsts = korsts-test); "
+                                   "repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
     output: str | None = typer.Option(None, "-o", "--output", help="Also write the results to this JSON file."),
     max_samples: int | None = typer.Option(None, "--max-samples", min=1, help="First N pairs / queries only."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data folder (default: ../shared/data)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cpu)."),
 ) -> None:
     """Evaluate MODEL: Spearman/Pearson x100 on STS tasks, Recall@k / MRR@10 / nDCG@10 on retrieval."""

@@ -22,6 +22,7 @@ from koembed.index.spec import search_params
 from koembed.vectors import l2_normalize
 
 EXACT_FILTER_MAX = 10_000
+DEFAULT_K = 10
 MAX_EF_SEARCH = 4096
 
 
@@ -55,7 +56,7 @@ def load_encoder_for(index: Index, model: str | None = None, backend: str | None
 def search(
     index: Index | str | os.PathLike,
     queries: list[str] | np.ndarray,
-    k: int = 10,
+    k: int = DEFAULT_K,
     filter: dict[str, Any] | None = None,
     encoder: Any = None,
     ef_search: int | None = None,
@@ -69,7 +70,8 @@ def search(
     ``index`` is an open :class:`Index` or a directory (opened read-only for this call). Text queries
     are encoded with ``encoder`` or, if None, with the model named in the index manifest; its
     fingerprint must match the index's unless ``allow_model_mismatch``. ``filter`` keeps documents
-    whose metadata equals every ``key: value`` (a list value matches any of its items).
+    whose metadata equals every ``key: value`` (a list value matches any of its items; ``"1"`` and ``1``
+    match each other, see :func:`koembed.index.store.filter_equivalents`).
     """
     if k < 1:
         raise InputError(f"k must be >= 1, got {k}")

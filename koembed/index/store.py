@@ -15,6 +15,7 @@ index that cannot delete (HNSW); search skips them and ``compact`` drops them.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -158,7 +159,11 @@ class DocStore:
 
     # -- metadata filters ----------------------------------------------------------------------------
     def filter_row_ids(self, filter: dict[str, Any]) -> np.ndarray:
-        """Row ids whose metadata matches every ``key: value`` (a list or tuple value matches any of it)."""
+        """Row ids whose metadata matches every ``key: value`` (a list or tuple value matches any of it).
+
+        Matching is typed the lenient way (see :func:`filter_equivalents`): ``"1"`` also matches 1 and
+        ``1`` also matches ``"1"``, so a filter typed on the command line finds numbers and booleans.
+        """
         clauses, params = [], []
         for key, value in filter.items():
             options = list(value) if isinstance(value, list | tuple | set) else [value]
@@ -171,12 +176,29 @@ class DocStore:
                     continue
                 if isinstance(v, dict | list):
                     raise InputError(f"filter {key!r}: only scalar values can be matched, got {type(v).__name__}")
-                parts.append(f"json_extract(metadata, '{_sql_str(_json_path(key))}') = ?")
-                params.append(v)
+                for form in filter_equivalents(v):
+                    parts.append(f"json_extract(metadata, '{_sql_str(_json_path(key))}') = ?")
+                    params.append(form)
             clauses.append("(" + " OR ".join(parts) + ")")
         q = "SELECT row_id FROM docs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = self.conn.execute(q, params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
+def filter_equivalents(value: Any) -> list[Any]:
+    """A scalar filter value and the other forms it matches: a string that reads as a JSON number or
+    boolean also matches that typed value ("1" -> 1, "true" -> true), and a number or boolean also matches
+    its JSON text (1 -> "1"). Command-line filters are always strings; stored metadata often is not."""
+    if isinstance(value, str):
+        try:
+            typed = json.loads(value)
+        except ValueError:
+            return [value]
+        ok = isinstance(typed, bool | int) or (isinstance(typed, float) and math.isfinite(typed))
+        return [value, typed] if ok else [value]
+    if isinstance(value, bool | int | float):
+        return [value, json.dumps(value)]
+    return [value]
 
 
 def _sql_str(s: str) -> str:

@@ -1,6 +1,6 @@
 """Sentence-embedding training: NLI with in-batch negatives, then STS regression, on SentenceTransformerTrainer.
 
-``train(TrainConfig(...)) -> Path`` runs the stages in order, each a ``SentenceTransformerTrainer``
+``train(TrainConfig(...)) -> TrainResult`` runs the stages in order, each a ``SentenceTransformerTrainer``
 run (so checkpoints, resume, dev evaluation during training and multi-GPU via ``torchrun`` /
 ``accelerate launch`` come from it), and leaves a plain sentence-transformers folder with its config
 (``koembed_train_config.json``), measured scores (``eval_results.json``) and a model card.
@@ -102,6 +102,32 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n"
 
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with ``overrides`` applied; None means "not given" and keeps the current value.
+
+        Keys are TrainConfig fields, StageConfig fields (``epochs``, ``lr``, ...: applied to every stage)
+        or ``"STAGE.FIELD"`` (``**{"sts.lr": 1e-4}``: one stage). ``stages`` may be a comma-separated string.
+        """
+        cfg = TrainConfig.from_dict(asdict(self))
+        top = {f.name for f in dataclasses.fields(TrainConfig)} - set(STAGES)
+        per_stage = {f.name for f in dataclasses.fields(StageConfig)}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            stage, dot, name = key.partition(".")
+            if dot and stage in STAGES and name in per_stage:
+                setattr(getattr(cfg, stage), name, value)
+            elif key in per_stage:
+                for st in STAGES:
+                    setattr(getattr(cfg, st), key, value)
+            elif key == "stages" and isinstance(value, str):
+                cfg.stages = [s.strip() for s in value.split(",") if s.strip()]
+            elif key in top:
+                setattr(cfg, key, list(value) if isinstance(value, tuple) else value)
+            else:
+                raise InputError(f"training config: unknown setting {key!r}")
+        return cfg
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
@@ -122,15 +148,32 @@ class TrainConfig:
             raise InputError(f"{path}: not a readable training config ({exc})") from None
 
 
-def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
-    """Run the configured stages and return the output folder (a sentence-transformers model)."""
+@dataclass
+class TrainResult:
+    """What :func:`train` made: the model folder and the measurements saved beside it in ``eval_results.json``.
+
+    ``stages`` and ``scores`` are empty on the processes of a multi-process run that do not write (rank > 0).
+    """
+
+    output_dir: Path
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The content of ``eval_results.json``."""
+        return {"stages": self.stages, "scores": self.scores}
+
+
+def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Run the configured stages; the output folder is a sentence-transformers model."""
     from transformers import set_seed
 
     config.validate()
     out = Path(config.output_dir)
     data_dir = default_data_dir(config.data_dir)
-    if config.resume and (out / RESULTS_NAME).is_file():
-        return out  # finished earlier: eval_results.json is written last
+    if config.resume and (out / RESULTS_NAME).is_file():  # finished earlier: eval_results.json is written last
+        done = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))
+        return TrainResult(out, done.get("stages", {}), done.get("scores", {}))
     main = is_main_process()
     if main:
         _prepare_output(out, config)
@@ -154,7 +197,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             model.save(str(final), create_model_card=False)
             atomic_write_text(final / "stage.json", json.dumps(summary["stages"][stage], indent=2))
     if not main:  # under torchrun / accelerate every process trains; one writes
-        return out
+        return TrainResult(out)
     # The folder counts as finished once eval_results.json exists (written last, atomically); an
     # interruption before that is repaired by --resume, which finds every stage final and re-saves.
     model.save(str(out), create_model_card=False)
@@ -165,7 +208,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     write_model_card(out, config, summary)
     if not config.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return out
+    return TrainResult(out, summary["stages"], summary["scores"])
 
 
 def _prepare_output(out: Path, config: TrainConfig) -> None:

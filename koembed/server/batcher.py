@@ -1,0 +1,126 @@
+"""Micro-batching of encode requests: concurrent requests share forward passes on worker threads.
+
+One HTTP request usually carries a few texts, and a forward pass over a few texts wastes most of what
+the CPU could do (per-call overhead, small matrix products). Requests are queued; a worker takes
+everything queued (up to ``max_batch_texts``) and encodes it in one :meth:`KoMiniLMEncoder.encode`
+call, which sorts the texts by length so that padding stays small. While a worker is busy, new
+requests gather in the queue, so batches grow with the load and no request waits for a timer.
+
+Only the worker threads call the encoder (torch and ONNX Runtime release the GIL inside a forward
+pass, so the event loop keeps serving meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("koembed.server")
+
+
+@dataclass
+class Encoded:
+    """One request's share of a micro-batch: its vectors, and its token counts when asked for."""
+
+    vectors: np.ndarray  # float32 (n, dim), L2-normalised, row i for text i
+    tokens: int = 0  # tokens the model saw (each text capped at max_seq_length)
+    truncated: int = 0  # texts longer than max_seq_length tokens, cut to it
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    count_tokens: bool
+    future: Future
+
+
+_STOP = object()
+
+
+class EncodeBatcher:
+    """Run ``encoder.encode`` for queued requests in micro-batches on ``workers`` threads."""
+
+    def __init__(self, encoder: Any, *, batch_size: int = 64, max_batch_texts: int = 512, workers: int = 1) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.max_batch_texts = max_batch_texts
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self.batches = 0  # forward-pass groups run, and the texts in them: batch size = texts / batches
+        self.texts = 0
+        self._threads = [threading.Thread(target=self._work, name=f"koembed-encode-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, texts: list[str], *, count_tokens: bool = False) -> Future:
+        """Queue ``texts``; the future resolves to an :class:`Encoded` (or the encoder's exception)."""
+        if self._closed:
+            raise RuntimeError("the encoder is shut down")
+        future: Future = Future()
+        self._queue.put(_Job(list(texts), count_tokens, future))
+        return future
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Finish what is queued, then stop the workers."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        for t in self._threads:
+            t.join(timeout)
+
+    # -- worker ----------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            jobs, n = [item], len(item.texts)
+            while n < self.max_batch_texts:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                jobs.append(item)
+                n += len(item.texts)
+            self._run([j for j in jobs if j.future.set_running_or_notify_cancel()])
+        self._queue.put(_STOP)  # let the other workers see it too
+
+    def _run(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        texts = [t for j in jobs for t in j.texts]
+        try:
+            vectors = self.encoder.encode(texts, batch_size=self.batch_size)
+            lengths = None
+            if any(j.count_tokens for j in jobs):
+                lengths = np.asarray(self.encoder.token_lengths(texts))
+        except BaseException as exc:  # every waiting request gets the error; the worker lives on
+            log.exception("encoding a batch of %d texts failed", len(texts))
+            for j in jobs:
+                j.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.texts += len(texts)
+        cap = self.encoder.max_seq_length
+        start = 0
+        for j in jobs:
+            end = start + len(j.texts)
+            out = Encoded(vectors[start:end])
+            if j.count_tokens and lengths is not None:
+                part = lengths[start:end]
+                out.tokens = int(np.minimum(part, cap).sum())
+                out.truncated = int((part > cap).sum())
+            j.future.set_result(out)
+            start = end

@@ -1,0 +1,162 @@
+"""Request and response bodies of the HTTP API (they are also its OpenAPI schema, ``docs/openapi.json``).
+
+Limits that depend on the server's settings (texts per request, characters per text, k) are checked
+by :mod:`koembed.server.service` against :class:`~koembed.server.config.ServeConfig`, not here, so that
+the error names the setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
+Mode = Literal["hybrid", "dense", "lexical"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- /search ---------------------------------------------------------------------------------------------
+class SearchRequest(_Strict):
+    queries: list[StrictStr] = Field(..., min_length=1, description="Query texts (at least one).",
+                                     examples=[["맛있는 한국 음식"]])
+    k: StrictInt = Field(10, description="Hits per query (1 to the server's max_k).")
+    mode: Mode | None = Field(None, description="dense, lexical or hybrid; default: the server's default mode. "
+                                                "/info lists the modes this server offers.")
+    filters: dict[str, Scalar | list[Scalar]] | None = Field(
+        None, description="Metadata filter: every key must equal its value (a list matches any of its values).",
+        examples=[{"lang": "ko", "year": [2023, 2024]}])
+    index: StrictStr | list[StrictStr] | None = Field(
+        None, description="Index name, or several; default: every index the server serves.")
+
+
+class SearchHit(BaseModel):
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float = Field(..., description="The ranking score of the mode (cosine similarity in dense mode).")
+    scores: dict[str, float | None] = Field(
+        default_factory=dict, description="Per-signal scores where the mode has several (e.g. dense, lexical).")
+
+
+class QueryResult(BaseModel):
+    query: str
+    hits: list[SearchHit]
+
+
+class IndexResults(BaseModel):
+    name: str
+    generation: int = Field(..., description="The committed generation of the index that answered.")
+    count: int = Field(..., description="Documents in that generation.")
+    results: list[QueryResult] = Field(..., description="One entry per query, in request order.")
+
+
+class SearchResponse(BaseModel):
+    mode: str
+    k: int
+    indexes: list[IndexResults]
+
+
+# -- /v1/embeddings (OpenAI's shape) ----------------------------------------------------------------------
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request. Fields OpenAI defines and this server has no use for are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: str | list[StrictStr] = Field(..., description="A text or a list of texts (token arrays are not "
+                                                          "accepted).", examples=["안녕하세요"])
+    model: str | None = Field(None, description="Ignored: the server has one model, named in the response.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="float: lists of numbers; base64: little-endian float32 bytes, base64-encoded.")
+    dimensions: int | None = Field(None, description="Must equal the model's dimension if given (no shortening).")
+    user: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a string or a list of strings; token arrays are not accepted, send the text")
+        if not isinstance(value, str | list):
+            raise ValueError("must be a string or a list of strings")
+        return value
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+    truncated: int = Field(0, description="koembed: inputs longer than the model's token limit, cut to it.")
+
+
+# -- /encode -------------------------------------------------------------------------------------------------
+class EncodeRequest(_Strict):
+    texts: list[StrictStr] = Field(..., min_length=1, description="Texts to encode.", examples=[["안녕하세요"]])
+
+
+class EncodeResponse(BaseModel):
+    model: str
+    fingerprint: str
+    dim: int
+    vectors: list[list[float]] = Field(..., description="L2-normalised float32 vectors, row i for texts[i].")
+    tokens: int = Field(..., description="Tokens the model saw (each text capped at max_seq_length).")
+    truncated: int = Field(..., description="Texts longer than max_seq_length tokens, cut to it.")
+
+
+# -- /info, /healthz -----------------------------------------------------------------------------------------
+class ModelInfo(BaseModel):
+    name: str
+    fingerprint: str
+    dim: int
+    max_seq_length: int
+    backend: str
+
+
+class IndexInfo(BaseModel):
+    name: str
+    generation: int
+    count: int
+    type: str = Field(..., description="The FAISS index type (factory string).")
+    index_type: str = Field(..., description="The type as requested when the index was built.")
+    dim: int
+    model: dict[str, Any]
+    updated: str
+
+
+class InfoResponse(BaseModel):
+    version: str
+    model: ModelInfo
+    modes: list[str]
+    default_mode: str
+    indexes: list[IndexInfo]
+    limits: dict[str, int]
+    auth: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,125 @@
+"""The encode micro-batcher: concurrent requests share forward passes, results go back to their own request."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from koembed.server.batcher import EncodeBatcher
+
+
+class FakeEncoder:
+    """Vector of a text = [len(text), first char code, 0...]; records each encode call; can block or fail."""
+
+    dim = 4
+    max_seq_length = 5
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def encode(self, texts, batch_size=64):
+        self.entered.set()
+        self.gate.wait(10)
+        self.calls.append(list(texts))
+        if any(t == "boom" for t in texts):
+            raise RuntimeError("model failure")
+        out = np.zeros((len(texts), self.dim), np.float32)
+        out[:, 0] = [len(t) for t in texts]
+        out[:, 1] = [ord(t[0]) for t in texts]
+        return out
+
+    def token_lengths(self, texts):
+        return np.array([len(t) + 2 for t in texts])  # as if each character were a token, plus [CLS]/[SEP]
+
+
+def test_waiting_requests_share_one_forward_pass_and_get_their_own_rows():
+    enc = FakeEncoder()
+    b = EncodeBatcher(enc, max_batch_texts=100)
+    try:
+        enc.gate.clear()
+        first = b.submit(["가"])
+        assert enc.entered.wait(5)  # the worker is busy with the first request
+        later = [b.submit([f"{chr(0xAC00 + i)}" * (i + 1), "x" * (i + 1)]) for i in range(10)]
+        enc.gate.set()
+        assert first.result(5).vectors[0, 1] == ord("가")
+        for i, f in enumerate(later):
+            v = f.result(5).vectors
+            assert v.shape == (2, 4)
+            assert v[0, 0] == i + 1 and v[0, 1] == 0xAC00 + i and v[1, 1] == ord("x")
+        assert [len(c) for c in enc.calls] == [1, 20]  # the ten waiting requests went in one call
+        assert b.batches == 2 and b.texts == 21
+    finally:
+        b.close()
+
+
+def test_a_batch_stops_growing_at_max_batch_texts():
+    enc = FakeEncoder()
+    b = EncodeBatcher(enc, max_batch_texts=6)
+    try:
+        enc.gate.clear()
+        b.submit(["a"])
+        assert enc.entered.wait(5)
+        futures = [b.submit(["b", "c"]) for _ in range(6)]
+        enc.gate.set()
+        for f in futures:
+            f.result(5)
+        assert [len(c) for c in enc.calls] == [1, 6, 6]
+    finally:
+        b.close()
+
+
+def test_token_counts_are_per_request_and_capped():
+    enc = FakeEncoder()
+    b = EncodeBatcher(enc)
+    try:
+        out = b.submit(["ab", "abcdef"], count_tokens=True).result(5)
+        # lengths 4 and 8; max_seq_length 5 caps the second (truncated) at 5
+        assert (out.tokens, out.truncated) == (9, 1)
+        plain = b.submit(["ab"]).result(5)
+        assert (plain.tokens, plain.truncated) == (0, 0)
+    finally:
+        b.close()
+
+
+def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
+    enc = FakeEncoder()
+    b = EncodeBatcher(enc)
+    try:
+        enc.gate.clear()
+        b.submit(["a"])
+        assert enc.entered.wait(5)
+        bad, good_in_same_batch = b.submit(["boom"]), b.submit(["b"])
+        enc.gate.set()
+        with pytest.raises(RuntimeError, match="model failure"):
+            bad.result(5)
+        with pytest.raises(RuntimeError):
+            good_in_same_batch.result(5)
+        assert b.submit(["c"]).result(5).vectors[0, 1] == ord("c")
+    finally:
+        b.close()
+
+
+def test_cancelled_requests_are_skipped_and_close_drains_the_queue():
+    enc = FakeEncoder()
+    b = EncodeBatcher(enc)  # one worker, blocked below: the queued requests wait
+    enc.gate.clear()
+    b.submit(["a"])
+    assert enc.entered.wait(5)
+    cancelled = b.submit(["zzz"])
+    assert cancelled.cancel()
+    kept = b.submit(["k"])
+    closer = threading.Thread(target=b.close)
+    closer.start()
+    time.sleep(0.05)
+    enc.gate.set()
+    closer.join(10)
+    assert kept.done() and kept.result().vectors[0, 1] == ord("k")
+    assert all("zzz" not in c for c in enc.calls)
+    with pytest.raises(RuntimeError, match="shut down"):
+        b.submit(["late"])
