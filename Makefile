@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) $(TORCH) 2>/dev/null \
 		|| { echo "setup: no $(TORCH) from $(TORCH_CPU_INDEX) (unreachable?); using pip's configured index" >&2; \
 		     $(BIN)/pip install -q $(TORCH); }
-	$(BIN)/pip install -q -e '.[dev,onnx,scale,serve]'
+	$(BIN)/pip install -q -e '.[dev,onnx,scale,serve,kiwi]'
 	touch $(STAMP)
 
 setup: $(STAMP)

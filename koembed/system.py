@@ -16,3 +16,24 @@ def cpu_count() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (or outside torchrun/accelerate): under a launcher every rank runs, only rank 0 writes."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def machine_summary() -> str:
+    """One line for benchmark reports: CPU model, the SIMD flags that matter, CPUs usable and the load average."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16") if f in flags]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{model} [{' '.join(simd) or 'no avx2'}], {cpu_count()} CPUs usable, load average {load:.1f}"
