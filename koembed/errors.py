@@ -35,3 +35,18 @@ class MissingExtraError(KoembedError):
     """An optional dependency is not installed; the message names the pip extra."""
 
     exit_code = 5
+
+
+class WriteError(KoembedError):
+    """A write failed for a reason outside koembed (disk full, read-only file or folder); nothing was lost."""
+
+    exit_code = 6
+
+
+class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt
+    """SIGTERM arrived: raised (by the CLI's handler) so that ``finally`` blocks clean up as on Ctrl-C.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so ``except Exception`` blocks do not swallow it.
+    """
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process the signal killed

@@ -22,10 +22,10 @@ and rewrites ``manifest.json``. Either way the index opens in a consistent state
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +33,21 @@ import numpy as np
 
 from koembed.atomic import atomic_path, atomic_write_text
 from koembed.errors import IndexRefusedError, InputError
+from koembed.index.failures import writing
 from koembed.index.files import (
+    CREATING,
     MANIFEST,
     STORE,
+    abandon_new_index,
+    faiss_file_name,
     file_checksum,
+    load_generation,
     lock_dir,
     now,
-    read_faiss,
+    prepare_new_index,
     read_manifest,
     remove_orphans,
     unlock_dir,
-    verify_file,
 )
 from koembed.index.manifest import Manifest, ModelInfo
 from koembed.index.spec import (
@@ -79,77 +83,94 @@ class Index:
     def create(cls, directory: str | os.PathLike, dim: int, *, index_type: str = "auto", expected_count: int = 0,
                model_name: str | None = None, model_fingerprint: str | None = None, backend: str | None = None,
                memory_budget: int | None = None, config: dict[str, Any] | None = None) -> Index:
-        """Create an empty index in ``directory`` (absent or empty) for ``dim``-dimensional vectors."""
+        """Create an empty index in ``directory`` (absent or empty) for ``dim``-dimensional vectors.
+
+        An existing empty folder (or a link to one) is filled, keeping its owner and mode. Creation holds
+        the writer lock, so of two processes creating the same index one gets a clear refusal; until
+        ``manifest.json`` appears the folder is not an index, and a create that was killed is finished
+        over by the next one (see :func:`~koembed.index.files.prepare_new_index`).
+        """
         d = Path(directory)
-        if d.exists() and (not d.is_dir() or any(d.iterdir())):
-            raise IndexRefusedError(f"{d}: exists and is not an empty directory or a koembed index; "
-                                    "choose a new output directory")
         if dim < 1:
             raise InputError(f"dimension must be positive, got {dim}")
         spec = resolve_spec(index_type, max(expected_count, 0), dim, memory_budget)
-        d.parent.mkdir(parents=True, exist_ok=True)
-        # Built beside the target and renamed into place, so a killed create leaves no half index at d.
-        tmp = d.parent / f".{d.name}.creating-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        manifest = Manifest(dim=int(dim), spec=spec.factory, index_type=index_type,
-                            model=ModelInfo(model_name, model_fingerprint, backend), spec_reason=spec.reason,
-                            search_defaults=dict(spec.search_defaults), created=now(), updated=now(),
-                            config=config or {})
-        index = cls(tmp, manifest, DocStore(tmp / STORE), new_faiss_index(spec, dim), True, lock_dir(tmp))
-        index.manifest.trained = bool(index.faiss.is_trained)
-        index._dirty = True
-        index.commit()
-        index.close()
-        if d.exists():
-            d.rmdir()  # empty (checked above); rename(2) could replace it, but not on every platform
-        os.rename(tmp, d)
-        return cls.open(d, writable=True)
+        lock_fd = prepare_new_index(d)
+        try:
+            with writing(d, "no index was created; the folder holds only what it held before"):
+                manifest = Manifest(dim=int(dim), spec=spec.factory, index_type=index_type,
+                                    model=ModelInfo(model_name, model_fingerprint, backend), spec_reason=spec.reason,
+                                    search_defaults=dict(spec.search_defaults), created=now(), updated=now(),
+                                    config=config or {})
+                index = cls(d, manifest, DocStore(d / STORE), new_faiss_index(spec, dim), True, lock_fd)
+                index.manifest.trained = bool(index.faiss.is_trained)
+                index._dirty = True
+                index.commit()
+                index.store.close()
+                (d / CREATING).unlink()
+        except BaseException:
+            abandon_new_index(d)
+            unlock_dir(lock_fd)
+            raise
+        return cls._open(d, writable=True, verify=True, mmap=None, lock_fd=lock_fd)
 
     @classmethod
     def open(cls, directory: str | os.PathLike, *, writable: bool = False, verify: bool = True,
              mmap: bool | None = None) -> Index:
-        """Open an index, verifying file checksums; refuse anything that is not a consistent koembed index."""
-        d = Path(directory)
-        manifest = read_manifest(d)
-        if not (d / STORE).is_file():
-            raise IndexRefusedError(f"{d / STORE}: missing; the index is incomplete, rebuild it")
-        lock_fd = lock_dir(d) if writable else None
+        """Open an index, verifying its FAISS file; refuse anything that is not a consistent koembed index.
+
+        A read-only Index is a snapshot: it sees the generation committed when it was opened (FAISS file
+        and documents alike) until :meth:`refresh` or :meth:`close`, whatever writers commit meanwhile.
+        """
+        return cls._open(Path(directory), writable=writable, verify=verify, mmap=mmap)
+
+    @classmethod
+    def _open(cls, d: Path, *, writable: bool, verify: bool, mmap: bool | None, lock_fd: int | None = None) -> Index:
+        # Read before the store's snapshot, so it can only be older than the snapshot, never newer.
+        on_disk = read_manifest(d)  # refuses folders that are not (yet) koembed indexes, with the reason
+        if writable and lock_fd is None:
+            lock_fd = lock_dir(d)
         store = None
         try:
-            store = DocStore(d / STORE, readonly=not os.access(d, os.W_OK))
-            committed = store.committed_manifest()
-            recover = committed.generation == manifest.generation + 1
-            if committed.generation != manifest.generation and not recover:
-                raise IndexRefusedError(f"{d}: {MANIFEST} (generation {manifest.generation}) and {STORE} "
-                                        f"(generation {committed.generation}) disagree; rebuild the index")
-            if recover:  # killed between the SQLite commit and the manifest write: finish that commit
-                manifest = committed
-            faiss_name = committed.faiss_file
-            if faiss_name is None or faiss_name not in committed.files:
-                raise IndexRefusedError(f"{d / STORE}: the committed manifest names no FAISS file; rebuild the index")
-            if verify:
-                verify_file(d, faiss_name, committed.files[faiss_name])
-                if not recover:
-                    verify_file(d, STORE, manifest.files[STORE])
-            fi = read_faiss(d, committed, mmap=False if writable else mmap)
+            if not (d / STORE).is_file():
+                raise IndexRefusedError(f"{d / STORE}: missing; the index is incomplete, rebuild it")
+            with writing(d, "nothing was changed"):
+                store = DocStore(d / STORE, readonly=not writable)
+            committed, fi = load_generation(d, store, verify=verify, mmap=False if writable else mmap)
+            if on_disk.generation > committed.generation:
+                raise IndexRefusedError(f"{d}: {MANIFEST} (generation {on_disk.generation}) is newer than {STORE} "
+                                        f"(generation {committed.generation}); rebuild the index")
+            index = cls(d, committed, store, fi, writable, lock_fd)
+            if writable:
+                with writing(d, f"the index is unchanged (generation {committed.generation})"):
+                    if on_disk.generation < committed.generation:  # killed after the SQLite commit: finish it
+                        index._write_manifest()
+                    index._remove_orphans()
         except BaseException:
             if store is not None:
                 store.close()
             unlock_dir(lock_fd)
             raise
-        apply_search_defaults(fi, manifest.search_defaults)
-        index = cls(d, committed.copy(), store, fi, writable, lock_fd)
-        if recover and os.access(d, os.W_OK):
-            index._write_manifest()
-        if writable:
-            index._remove_orphans()
         return index
 
+    def refresh(self) -> bool:
+        """Move a read-only Index to the latest committed generation; returns whether it changed.
+
+        Cheap when nothing was committed (one SQLite read). A reader that stays open (a server) calls
+        this before each search: holding an old snapshot keeps the writer from recycling its WAL file.
+        """
+        if self.writable:
+            return False
+        current = self.generation
+        self.store.snapshot()
+        if self.store.committed_manifest().generation == current:
+            return False
+        self.manifest, self.faiss = load_generation(self.directory, self.store, verify=True, mmap=None)
+        self._tombstoning = not can_remove(self.faiss)
+        self._tombstones_cache = None
+        return True
+
     def close(self) -> None:
-        if self.store.in_transaction:
-            self.store.rollback()
+        self.store.rollback()
         self.store.close()
         unlock_dir(self._lock_fd)
         self._lock_fd = None
@@ -243,16 +264,13 @@ class Index:
         old_row_ids = np.array(sorted(v[0] for v in old.values()), dtype=np.int64)
         start = int(self.manifest.next_row_id)
         row_ids = np.arange(start, start + len(rows), dtype=np.int64)
-        self.store.begin()
-        try:
+        with self._changing():
+            self.store.begin()
             self.faiss.add_with_ids(x, row_ids)
             if len(old_row_ids):
                 self._drop_vectors(old_row_ids)
                 self.store.delete_rows(old_row_ids)
             self.store.insert((int(r), e, t, m) for r, (e, t, m) in zip(row_ids, rows, strict=True))
-        except BaseException:
-            self._abort()
-            raise
         self.manifest.next_row_id = start + len(rows)
         self._dirty = True
         if commit:
@@ -266,13 +284,10 @@ class Index:
         if not found:
             return 0
         row_ids = np.array(sorted(v[0] for v in found.values()), dtype=np.int64)
-        self.store.begin()
-        try:
+        with self._changing():
+            self.store.begin()
             self._drop_vectors(row_ids)
             self.store.delete_rows(row_ids)
-        except BaseException:
-            self._abort()
-            raise
         self._dirty = True
         if commit:
             self.commit()
@@ -287,16 +302,17 @@ class Index:
         live = self.store.row_ids()
         fresh = new_faiss_index(self.spec, self.dim)
         apply_search_defaults(fresh, self.manifest.search_defaults)
-        self.store.begin()
-        for s in range(0, len(live), 65536):
-            part = live[s : s + 65536]
-            vecs = np.vstack([self.faiss.reconstruct(int(r)) for r in part]).astype(np.float32)
-            if not fresh.is_trained:
-                fresh.train(vecs)
-            fresh.add_with_ids(vecs, part)
-        self.faiss = fresh
-        self.store.clear_tombstones()
-        self._tombstones_cache = None
+        with self._changing():
+            self.store.begin()
+            for s in range(0, len(live), 65536):
+                part = live[s : s + 65536]
+                vecs = np.vstack([self.faiss.reconstruct(int(r)) for r in part]).astype(np.float32)
+                if not fresh.is_trained:
+                    fresh.train(vecs)
+                fresh.add_with_ids(vecs, part)
+            self.faiss = fresh
+            self.store.clear_tombstones()
+            self._tombstones_cache = None
         self._dirty = True
         self.commit()
         return len(dead)
@@ -318,6 +334,17 @@ class Index:
             raise InputError("vectors contain NaN or infinity; nothing was changed")
         return np.ascontiguousarray(l2_normalize(x))
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Uncommitted changes: any failure undoes them all, and a full disk or read-only file is one line."""
+        with writing(self.directory, lambda: f"nothing was committed; the index is unchanged "
+                                             f"(generation {self.generation})"):
+            try:
+                yield
+            except BaseException:
+                self._abort()
+                raise
+
     def _abort(self) -> None:
         """Undo uncommitted changes: roll SQLite back and reload the last committed FAISS file."""
         import faiss
@@ -335,22 +362,34 @@ class Index:
         if not self._dirty:
             return
         self._require_writable()
-        old_file = self.manifest.faiss_file
+        previous = self.manifest.faiss_file
         gen = self.generation + 1
-        name = f"index.{gen:06d}.faiss"
-        self._write_faiss(name)
-        m = self.manifest.copy(generation=gen, faiss_file=name, files={name: file_checksum(self.directory / name)},
-                               ntotal=int(self.faiss.ntotal), updated=now(), trained=bool(self.faiss.is_trained))
-        self.store.begin()
-        m.count = self.store.count()
-        m.tombstones = len(self.store.tombstones())
-        self.store.set_state("manifest", m.to_dict())
-        self._store_commit()
+        name = faiss_file_name(gen)
+        with writing(self.directory, f"nothing was committed; the index is unchanged (generation {gen - 1})"):
+            try:
+                self._write_faiss(name)
+                m = self.manifest.copy(generation=gen, faiss_file=name, ntotal=int(self.faiss.ntotal),
+                                       files={name: file_checksum(self.directory / name)}, updated=now(),
+                                       trained=bool(self.faiss.is_trained))
+                self.store.begin()
+                m.count = self.store.count()
+                m.tombstones = len(self.store.tombstones())
+                self.store.set_state("manifest", m.to_dict())
+                self._store_commit()
+            except BaseException:
+                if gen > 0:  # back to what the store says is committed (a create has nothing to go back to)
+                    self._abort()
+                if self.generation != gen:  # the new file belongs to no commit
+                    (self.directory / name).unlink(missing_ok=True)
+                raise
         self.manifest = m
         self._dirty = False
-        self._write_manifest()
-        if old_file and old_file != name:
-            (self.directory / old_file).unlink(missing_ok=True)
+        with writing(self.directory, f"generation {gen} is committed, but {MANIFEST} still describes the one "
+                                     "before it (the next write repairs it)"):
+            self._write_manifest()
+        # The previous generation's file stays until the next commit: a reader that took its snapshot just
+        # before this commit may not have opened that file yet.
+        remove_orphans(self.directory, keep={name, previous or name})
 
     def _write_faiss(self, name: str) -> None:
         import faiss
@@ -362,13 +401,16 @@ class Index:
         self.store.commit()
 
     def _write_manifest(self) -> None:
-        m = self.manifest.copy()
-        m.files[STORE] = file_checksum(self.directory / STORE)
-        self.manifest = m
-        atomic_write_text(self.directory / MANIFEST, json.dumps(m.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        # No checksum of docs.sqlite: in WAL mode its bytes change whenever SQLite checkpoints, and the
+        # store's integrity is SQLite's job (a damaged page is refused when read).
+        self.manifest.files.pop(STORE, None)
+        atomic_write_text(self.directory / MANIFEST,
+                          json.dumps(self.manifest.to_dict(), ensure_ascii=False, indent=2) + "\n")
 
     def _remove_orphans(self) -> None:
-        remove_orphans(self.directory, self.manifest.faiss_file)
+        gen = self.generation
+        remove_orphans(self.directory, keep={faiss_file_name(gen), faiss_file_name(max(gen - 1, 0))})
+        (self.directory / CREATING).unlink(missing_ok=True)  # a create killed after its manifest was written
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, ext_id: str) -> dict[str, Any] | None:
@@ -381,8 +423,11 @@ class Index:
 
     def info(self) -> dict[str, Any]:
         """The manifest plus live counts and on-disk sizes."""
-        sizes = {p.name: p.stat().st_size for p in sorted(self.directory.iterdir()) if p.is_file()
-                 and not p.name.startswith(".")}
+        sizes = {}
+        for p in sorted(self.directory.iterdir()):
+            with contextlib.suppress(FileNotFoundError):  # a writer may delete an old generation's file
+                if p.is_file() and not p.name.startswith("."):
+                    sizes[p.name] = p.stat().st_size
         m = self.manifest
         return {"directory": str(self.directory), "count": self.count, "spec": m.spec, "index_type": m.index_type,
                 "dim": self.dim, "model": m.model.as_dict(), "metric": m.metric,

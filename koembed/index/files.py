@@ -10,18 +10,42 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Any
 
+from koembed.atomic import pid_running
 from koembed.errors import IndexRefusedError
+from koembed.index.failures import write_error
 from koembed.index.manifest import FORMAT, FORMAT_VERSION, Manifest
 
 MANIFEST = "manifest.json"
 STORE = "docs.sqlite"
 LOCK = ".lock"
+# Present while Index.create fills a folder: proof that the files beside it are an unfinished koembed index.
+CREATING = ".koembed-creating"
+FAISS_FILE = re.compile(r"index\.(\d{6,})\.faiss")
+# The temporary files koembed.atomic makes for the manifest and FAISS files: .NAME.PID.RANDOM.tmp
+TEMP_FILE = re.compile(r"\.(manifest\.json|index\.\d{6,}\.faiss)\.(\d+)\.[A-Za-z0-9_]+\.tmp")
+# SQLite's own files beside the store (WAL mode; -journal from indexes written before it).
+STORE_SIDECARS = (STORE + "-wal", STORE + "-shm", STORE + "-journal")
 # Read-only opens memory-map FAISS files at least this big instead of reading them into RAM.
 MMAP_MIN_BYTES = 1 << 30
+
+
+class GenerationGone(IndexRefusedError):
+    """The FAISS file of the generation a reader started on was deleted by two later commits: retry."""
+
+
+def faiss_file_name(generation: int) -> str:
+    return f"index.{generation:06d}.faiss"
+
+
+def is_koembed_file(name: str) -> bool:
+    """Whether koembed writes files of this exact name in an index folder (and so may delete them)."""
+    return (name in (MANIFEST, STORE, LOCK, CREATING, *STORE_SIDECARS) or FAISS_FILE.fullmatch(name) is not None
+            or TEMP_FILE.fullmatch(name) is not None)
 
 
 def file_checksum(path: Path) -> dict[str, Any]:
@@ -63,13 +87,15 @@ def read_manifest(d: Path) -> Manifest:
 
 def verify_file(d: Path, name: str, expected: dict[str, Any]) -> None:
     path = d / name
-    if not path.is_file():
-        raise IndexRefusedError(f"{path}: missing; the index is incomplete, rebuild it")
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        if size == expected["bytes"]:
+            got = file_checksum(path)
+    except FileNotFoundError:
+        raise GenerationGone(f"{path}: missing; the index is incomplete, rebuild it") from None
     if size != expected["bytes"]:
         raise IndexRefusedError(f"{path}: {size} bytes, the manifest says {expected['bytes']} (truncated or "
                                 "corrupt); rebuild the index")
-    got = file_checksum(path)
     if got["crc32"] != expected["crc32"]:
         raise IndexRefusedError(f"{path}: checksum {got['crc32']} does not match the manifest's "
                                 f"{expected['crc32']} (corrupt); rebuild the index")
@@ -83,13 +109,18 @@ def read_faiss(d: Path, committed: Manifest, *, mmap: bool | None) -> Any:
     import faiss
 
     path = d / str(committed.faiss_file)
-    if mmap is None:
-        mmap = path.stat().st_size >= MMAP_MIN_BYTES
+    try:
+        if mmap is None:
+            mmap = path.stat().st_size >= MMAP_MIN_BYTES
+    except FileNotFoundError:
+        raise GenerationGone(f"{path}: missing; the index is incomplete, rebuild it") from None
     # IVF maps its inverted lists, flat-code types (Flat, HNSW storage) their codes.
     flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if "IVF" in committed.spec else faiss.IO_FLAG_MMAP_IFC)
     try:
         fi = faiss.read_index(str(path), flags if mmap else 0)
     except RuntimeError:
+        if not path.exists():
+            raise GenerationGone(f"{path}: missing; the index is incomplete, rebuild it") from None
         raise IndexRefusedError(f"{path}: unreadable FAISS file (corrupt); rebuild the index") from None
     if fi.d != committed.dim or fi.ntotal != committed.ntotal:
         raise IndexRefusedError(f"{path}: holds {fi.ntotal} vectors of dimension {fi.d}, the manifest "
@@ -98,7 +129,14 @@ def read_faiss(d: Path, committed: Manifest, *, mmap: bool | None) -> Any:
 
 
 def lock_dir(d: Path) -> int:
-    fd = os.open(d / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    """Take the writer lock of ``d`` (one writer at a time; readers never take it)."""
+    try:
+        fd = os.open(d / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        err = write_error(d, exc, "nothing was changed")
+        if err is None:
+            raise
+        raise err from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -114,10 +152,100 @@ def unlock_dir(fd: int | None) -> None:
             os.close(fd)
 
 
-def remove_orphans(d: Path, keep: str) -> None:
-    """Delete FAISS files of other generations and temp files that a killed writer left behind."""
-    for p in d.glob("index.*.faiss"):
-        if p.name != keep:
-            p.unlink(missing_ok=True)
-    for p in d.glob(".*.tmp"):
-        p.unlink(missing_ok=True)
+def remove_orphans(d: Path, keep: set[str]) -> None:
+    """Delete FAISS files of generations not in ``keep`` and temp files of writers that were killed.
+
+    Only names koembed writes are touched (``index.NNNNNN.faiss``, and ``.NAME.PID.XXXX.tmp`` of a pid
+    that is gone); a user's ``index.backup.faiss`` or ``.notes.tmp`` stays.
+    """
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(d):
+            temp = TEMP_FILE.fullmatch(entry.name)
+            orphan = FAISS_FILE.fullmatch(entry.name) and entry.name not in keep
+            if orphan or (temp and int(temp.group(2)) != os.getpid() and not pid_running(int(temp.group(2)))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
+# A reader retries when the file of the generation it started on is deleted before it could read it
+# (two commits landed meanwhile); each retry starts on the newest generation.
+GENERATION_RETRIES = 20
+
+
+def load_generation(d: Path, store: Any, *, verify: bool, mmap: bool | None) -> tuple[Manifest, Any]:
+    """The committed manifest and the FAISS index of one generation, both as of one store snapshot.
+
+    A read-only store first takes a fresh snapshot (and keeps it: the caller's later reads see the same
+    generation); a writer's store is the latest commit already.
+    """
+    from koembed.index.spec import apply_search_defaults
+
+    for attempt in range(GENERATION_RETRIES):
+        if store.readonly:
+            store.snapshot()
+        committed = store.committed_manifest()
+        name = committed.faiss_file
+        entry = committed.files.get(name) if name is not None else None
+        if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int)
+                and isinstance(entry.get("crc32"), str)):
+            raise IndexRefusedError(f"{d / STORE}: the committed manifest names no FAISS file with its checksum; "
+                                    "the index is corrupt, rebuild it")
+        try:
+            if verify:
+                verify_file(d, name, committed.files[name])
+            fi = read_faiss(d, committed, mmap=mmap)
+        except GenerationGone:
+            if not store.readonly or attempt == GENERATION_RETRIES - 1:
+                raise
+            continue
+        apply_search_defaults(fi, committed.search_defaults)
+        return committed, fi
+    raise AssertionError("unreachable")
+
+
+def prepare_new_index(d: Path) -> int:
+    """Make ``d`` ready for :meth:`Index.create` and return its writer lock.
+
+    ``d`` may be absent, an empty folder (or a link to one: it is filled, not replaced, so its owner and
+    mode stay), or the leftovers of a create that was killed (koembed's own file names next to the
+    ``.koembed-creating`` marker), which are cleared. Anything else is refused and left as it is.
+    """
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file, or a link to nothing
+        raise IndexRefusedError(f"{d}: exists and is not a directory; choose a new output directory") from None
+    except OSError as exc:
+        raise (write_error(d, exc, "no index was created") or exc) from None
+    _check_new_index_folder(d)  # before taking the lock: a folder that is refused gets no .lock file
+    fd = lock_dir(d)
+    try:
+        _check_new_index_folder(d)  # again, now that no other koembed process can be creating it
+        abandon_new_index(d)
+        try:
+            (d / CREATING).touch()
+        except OSError as exc:
+            raise (write_error(d, exc, "no index was created") or exc) from None
+    except BaseException:
+        unlock_dir(fd)
+        raise
+    return fd
+
+
+def _check_new_index_folder(d: Path) -> None:
+    names = os.listdir(d)
+    if MANIFEST in names:
+        raise IndexRefusedError(f"{d}: is already a koembed index (another process created it meanwhile?); "
+                                "rerun to add to it")
+    ours = [n for n in names if n != LOCK]
+    if any(not is_koembed_file(n) for n in names) or (ours and CREATING not in names):
+        raise IndexRefusedError(f"{d}: exists and is not an empty directory or a koembed index; "
+                                "choose a new output directory")
+
+
+def abandon_new_index(d: Path) -> None:
+    """Delete what an unfinished create wrote in ``d`` (koembed's own names only; the lock file stays)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(d):
+            if name != LOCK and is_koembed_file(name):
+                with contextlib.suppress(FileNotFoundError):
+                    (d / name).unlink()

@@ -18,6 +18,20 @@ FORMAT_VERSION = 1
 METRIC = "cosine (inner product of L2-normalised vectors)"
 
 
+# The JSON type each known key must have (None is allowed where the dataclass default is None).
+_TYPES: dict[str, type] = {
+    "dim": int, "spec": str, "index_type": str, "metric": str, "spec_reason": str, "search_defaults": dict,
+    "count": int, "ntotal": int, "tombstones": int, "next_row_id": int, "trained": bool, "generation": int,
+    "files": dict, "created": str, "updated": str, "config": dict, "calibration": dict, "faiss_file": str,
+}
+
+
+def _is(value: object, kind: type) -> bool:
+    if kind is int:  # JSON has no separate bool, but Python's bool is an int: refuse it where a count is due
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
 @dataclass
 class ModelInfo:
     """The model whose vectors an index holds (all None for an index built from bare vectors)."""
@@ -62,6 +76,13 @@ class Manifest:
         if missing:
             raise IndexRefusedError(f"{where}: the manifest lacks {', '.join(missing)}; the index is corrupt, "
                                     "rebuild it")
+        wrong = [f"{k} ({type(data[k]).__name__}, expected {kind.__name__})" for k, kind in _TYPES.items()
+                 if k in data and data[k] is not None and not _is(data[k], kind)]
+        if not isinstance(data.get("model") or {}, dict):
+            wrong.append(f"model ({type(data['model']).__name__}, expected dict)")
+        if wrong:
+            raise IndexRefusedError(f"{where}: the manifest has the wrong type for {', '.join(wrong)}; the index is "
+                                    "corrupt, rebuild it")
         names = {f.name for f in dataclasses.fields(cls)} - {"model", "extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names | {"model", "format", "format_version"}}

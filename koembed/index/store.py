@@ -3,9 +3,14 @@
 Each document row holds the row id (the id its vector has in FAISS), the user's string id, the text
 and the metadata as a JSON object. A ``state`` table holds the index manifest as of the last commit,
 so that one SQLite transaction commits the documents and the description of the FAISS file they go
-with: SQLite is the commit point of an index (see :mod:`koembed.index.core`). The rollback-journal mode
-(``journal_mode=DELETE``, ``synchronous=FULL``) keeps each commit atomic and, unlike WAL, leaves the
-database a single self-contained file after every commit, so its checksum in the manifest is stable.
+with: SQLite is the commit point of an index (see :mod:`koembed.index.core`).
+
+The database is in WAL mode (``synchronous=FULL``: a commit is durable when COMMIT returns). Readers
+never block the writer, and a reader's transaction is a snapshot: :meth:`DocStore.snapshot` starts one,
+and every read until the next ``snapshot()`` (or ``close()``) sees the same commit, the manifest in the
+``state`` table included, whatever the writer commits meanwhile. A read-only store refuses every SQL
+write (see :func:`_connect_readonly`); in a folder it may not write, with no WAL content pending, it
+opens ``immutable``, which is right unless another user who may write there changes the index meanwhile.
 
 Row ids are never reused: ``next_row_id`` only grows, so a stale vector can never be mistaken for a
 newer document. Tombstones record row ids removed from the store whose vectors are still in a FAISS
@@ -14,8 +19,10 @@ index that cannot delete (HNSW); search skips them and ``compact`` drops them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from koembed.errors import IndexRefusedError, InputError
+from koembed.index.failures import refused_store
 from koembed.index.manifest import Manifest
 
 _SCHEMA = """
@@ -36,6 +44,8 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS tombstones (row_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Readers and the writer wait this long for a lock (WAL recovery, the writer lock) before giving up.
+BUSY_TIMEOUT_MS = 10_000
 # SQLite's limit on bound parameters is 32766 in modern builds; stay well below it.
 _BATCH = 900
 
@@ -57,38 +67,49 @@ class DocStore:
         self.readonly = readonly
         try:
             if readonly:
-                # immutable=1 would skip hot-journal recovery; mode=ro still performs it when it can.
-                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+                self.conn = _connect_readonly(self.path)
             else:
-                self.conn = sqlite3.connect(str(self.path), isolation_level=None)
-                self.conn.execute("PRAGMA journal_mode=DELETE")
+                self.conn = sqlite3.connect(str(self.path), isolation_level=None, factory=_Connection)
+                self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                if self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                    raise sqlite3.OperationalError("cannot switch to WAL mode")
                 self.conn.execute("PRAGMA synchronous=FULL")
                 self.conn.executescript(_SCHEMA)
             self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: search fetches are random reads
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise IndexRefusedError(f"{self.path}: not a readable document store ({exc}); "
-                                    "the index is corrupt, rebuild it") from None
-        self.in_transaction = False
+        except sqlite3.Error as exc:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            raise refused_store(self.path, exc) from None
+        self.conn.path = self.path
 
     def close(self) -> None:
         self.conn.close()
 
     # -- transactions -------------------------------------------------------------------------------
+    @property
+    def in_transaction(self) -> bool:
+        # SQLite's own flag: after "database or disk is full" it may have rolled back by itself.
+        return self.conn.in_transaction
+
+    def snapshot(self) -> None:
+        """Start a read transaction (ending any before it): reads see one commit until the next call."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK" if not self.readonly else "COMMIT")
+        self.conn.execute("BEGIN")
+        self.conn.execute("SELECT 1 FROM state LIMIT 1").fetchall()  # WAL takes the snapshot at the first read
+
     def begin(self) -> None:
-        if not self.in_transaction:
+        if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.in_transaction = True
 
     def commit(self) -> None:
-        if self.in_transaction:
+        if self.conn.in_transaction:
             self.conn.execute("COMMIT")
-            self.in_transaction = False
 
     def rollback(self) -> None:
-        if self.in_transaction:
+        if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-            self.in_transaction = False
 
     # -- state ---------------------------------------------------------------------------------------
     def get_state(self, key: str, default: Any = None) -> Any:
@@ -100,7 +121,10 @@ class DocStore:
 
     def committed_manifest(self) -> Manifest:
         """The manifest as of the last commit (the store is the commit point of an index)."""
-        data = self.get_state("manifest")
+        try:
+            data = self.get_state("manifest")
+        except (sqlite3.Error, ValueError) as exc:  # no state table (an empty file), undecodable JSON
+            raise refused_store(self.path, exc) from None
         if not isinstance(data, dict):
             raise IndexRefusedError(f"{self.path}: holds no committed manifest; the index is corrupt, rebuild it")
         return Manifest.from_dict(data, self.path)
@@ -183,6 +207,76 @@ class DocStore:
         q = "SELECT row_id FROM docs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = self.conn.execute(q, params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose failures (a damaged page, a full disk, a lock held too long) are one clear error.
+
+    Raw ``sqlite3`` errors until ``path`` is set (the store sets it once the connection is set up).
+    """
+
+    path: Path | None = None
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as exc:
+            if self.path is None:
+                raise
+            raise refused_store(self.path, exc) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as exc:
+            if self.path is None:
+                raise
+            raise refused_store(self.path, exc) from None
+
+    def executescript(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().executescript(*args)
+        except sqlite3.Error as exc:
+            if self.path is None:
+                raise
+            raise refused_store(self.path, exc) from None
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that makes no change to the database.
+
+    In a folder this user may write, it is a read-write connection with ``query_only`` set: SQL writes
+    are refused, yet SQLite can tidy its WAL files away when the last connection closes (``mode=ro``
+    would leave them behind). Elsewhere ``mode=ro``; and when that cannot open a WAL database (it needs
+    a ``-shm`` file it may not create) with no WAL content pending, ``immutable``.
+    """
+    if not path.is_file():
+        raise sqlite3.OperationalError("no such file")
+    if os.access(path.parent, os.W_OK):
+        conn = sqlite3.connect(str(path), isolation_level=None, factory=_Connection)
+        conn.execute("PRAGMA query_only=1")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return conn
+    conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, isolation_level=None, factory=_Connection)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+        conn.close()
+    conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                           factory=_Connection)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return conn
+
+
+def _uri_path(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(str(path.absolute()))
 
 
 def filter_equivalents(value: Any) -> list[Any]:
