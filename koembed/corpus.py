@@ -270,7 +270,7 @@ def _parquet(path: Path, text_field: str, id_field: str, metadata_field: str, sk
         raise InputError(f"{path}: no such file")
     try:
         pf = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a non-parquet file
+    except Exception as exc:  # pyarrow raises several types for a non-parquet file
         raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
     _columns(list(pf.schema_arrow.names), str(path), text_field, id_field, metadata_field)
     yield from parquet_records(pf.iter_batches(batch_size=PARQUET_BATCH_ROWS), str(path), text_field=text_field,

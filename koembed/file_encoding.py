@@ -254,7 +254,7 @@ class _Parallel:
         for f in futures:
             try:
                 infos.append(f.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, the root cause first
+            except BaseException as exc:  # re-raised below, the root cause first
                 errors.append(exc)
         if errors:
             self.close(cancel=True)

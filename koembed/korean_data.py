@@ -1,8 +1,8 @@
 """Readers for Korean sentence-pair and QA data in their original formats.
 
-Every reader takes a file path and an optional :class:`RowReport`. Malformed rows (wrong column
-count, unparsable score, unknown label, empty sentence) are skipped and recorded with file and
-line, so a run never crashes on one bad row and never drops rows silently: call
+Every reader takes a file path and an optional :class:`~koembed.row_report.RowReport`. Malformed rows
+(wrong column count, unparsable score, unknown label, empty sentence) are skipped and recorded with
+file and line, so a run never crashes on one bad row and never drops rows silently: call
 ``report.summary()`` (or ``report.raise_if_empty()``) after reading.
 
 Formats (all UTF-8; a BOM is tolerated):
@@ -24,146 +24,33 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from koembed.errors import InputError
-from koembed.text import LineStats, iter_lines, normalize
+from koembed.row_report import (
+    RowReport,
+    check_file,
+    checked_pair,
+    parse_score,
+    report_or_new,
+    tsv_rows,
+    tsv_table,
+)
+from koembed.text import normalize
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 PARAKQC_SET_SIZE = 10
 
 
-@dataclass
-class BadRow:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
-
-
-@dataclass
-class FileCounts:
-    read: int = 0
-    kept: int = 0
-    bad: int = 0
-
-
-@dataclass
-class RowReport:
-    """Per-file row counts and the malformed rows that were skipped (shared across readers)."""
-
-    files: dict[str, FileCounts] = field(default_factory=dict)
-    bad_rows: list[BadRow] = field(default_factory=list)
-    max_kept_examples: int = 1000  # bad rows beyond this are counted but not listed
-
-    def _counts(self, file: str) -> FileCounts:
-        return self.files.setdefault(file, FileCounts())
-
-    def read(self, file: str) -> None:
-        self._counts(file).read += 1
-
-    def kept(self, file: str) -> None:
-        self._counts(file).kept += 1
-
-    def bad(self, file: str, line: int, reason: str) -> None:
-        self._counts(file).bad += 1
-        if len(self.bad_rows) < self.max_kept_examples:
-            self.bad_rows.append(BadRow(file, line, reason))
-
-    @property
-    def total_bad(self) -> int:
-        return sum(c.bad for c in self.files.values())
-
-    def summary(self) -> str:
-        """One line per file: rows read/kept/bad, and the first bad rows of that file."""
-        lines = []
-        for name, c in self.files.items():
-            line = f"{name}: {c.read} rows read, {c.kept} kept, {c.bad} malformed"
-            examples = [b for b in self.bad_rows if b.file == name][:3]
-            if examples:
-                line += " (e.g. " + "; ".join(f"line {b.line}: {b.reason}" for b in examples) + ")"
-            lines.append(line)
-        return "\n".join(lines)
-
-    def raise_if_empty(self, file: str | Path) -> None:
-        c = self.files.get(str(file))
-        if c is not None and c.read and not c.kept:
-            raise InputError(f"{file}: none of its {c.read} rows could be used; {self.summary().splitlines()[-1]}")
-
-
-def _report(report: RowReport | None) -> RowReport:
-    return report if report is not None else RowReport()
-
-
-def _check_file(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file" + (" (it is a directory)" if p.is_dir() else ""))
-    return p
-
-
-def _tsv_rows(path: Path, skip_header: bool, report: RowReport) -> Iterator[tuple[int, list[str]]]:
-    """(line number, columns) of a tab-separated file read with quoting disabled; blank lines skipped.
-
-    A line with bytes that are not UTF-8 is counted as read and malformed here, and not yielded.
-    """
-    stats = LineStats()
-    for lineno, line in enumerate(iter_lines(path, errors="replace", stats=stats), start=1):
-        replaced, stats.replaced = stats.replaced, 0
-        if (skip_header and lineno == 1) or not line.strip():
-            continue
-        if replaced:
-            report.read(str(path))
-            report.bad(str(path), lineno, "not valid UTF-8")
-            continue
-        yield lineno, next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
-def _tsv_table(p: Path, report: RowReport, ncols: int, skip_header: bool, columns: str = "") -> Iterator[
-        tuple[int, list[str]]]:
-    """The rows of a TSV that have exactly ``ncols`` columns, each counted as read; other rows reported."""
-    name = str(p)
-    for lineno, cols in _tsv_rows(p, skip_header, report):
-        report.read(name)
-        if len(cols) != ncols:
-            report.bad(name, lineno, f"expected {ncols} tab-separated columns{columns}, found {len(cols)}")
-            continue
-        yield lineno, cols
-
-
-def _pair(report: RowReport, name: str, lineno: int, s1: str, s2: str) -> tuple[str, str] | None:
-    a, b = normalize(s1), normalize(s2)
-    if not a or not b:
-        report.bad(name, lineno, f"empty sentence{'1' if not a else '2'}")
-        return None
-    return a, b
-
-
-def _parse_score(report: RowReport, name: str, lineno: int, raw: Any, lo: float = 0.0, hi: float = 5.0) -> float | None:
-    try:
-        score = float(raw)
-    except (TypeError, ValueError):
-        report.bad(name, lineno, f"score {raw!r} is not a number")
-        return None
-    if math.isnan(score) or not lo <= score <= hi:
-        report.bad(name, lineno, f"score {raw!r} outside [{lo:g}, {hi:g}]")
-        return None
-    return score
-
-
 def read_korsts(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """KorSTS TSV -> ``[{"sentence1", "sentence2", "score" (0..5), "line"}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     name, out = str(p), []
-    for lineno, cols in _tsv_table(p, report, 7, skip_header=True):
-        score = _parse_score(report, name, lineno, cols[4])
-        pair = _pair(report, name, lineno, cols[5], cols[6]) if score is not None else None
+    for lineno, cols in tsv_table(p, report, 7, skip_header=True):
+        score = parse_score(report, name, lineno, cols[4])
+        pair = checked_pair(report, name, lineno, cols[5], cols[6]) if score is not None else None
         if pair is None:
             continue
         out.append({"sentence1": pair[0], "sentence2": pair[1], "score": score, "line": lineno})
@@ -180,9 +67,9 @@ def _binary_label(report: RowReport, name: str, lineno: int, raw: str) -> int | 
 
 def read_nsmc(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """NSMC ``id<TAB>document<TAB>label`` with a header -> ``[{"sentence1", "label" (0/1), "line"}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     name, out = str(p), []
-    for lineno, (_, doc, raw) in _tsv_table(p, report, 3, skip_header=True):
+    for lineno, (_, doc, raw) in tsv_table(p, report, 3, skip_header=True):
         text = normalize(doc)
         if not text:
             report.bad(name, lineno, "empty document")
@@ -195,10 +82,10 @@ def read_nsmc(path: str | Path, report: RowReport | None = None) -> list[dict]:
 def read_paws_x(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """PAWS-X TSV ``id<TAB>sentence1<TAB>sentence2<TAB>label`` with a header -> ``[{"sentence1", "sentence2",
     "label" (1 = paraphrase), "line"}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     name, out = str(p), []
-    for lineno, (_, s1, s2, raw) in _tsv_table(p, report, 4, skip_header=True):
-        pair = _pair(report, name, lineno, s1, s2)
+    for lineno, (_, s1, s2, raw) in tsv_table(p, report, 4, skip_header=True):
+        pair = checked_pair(report, name, lineno, s1, s2)
         if pair is not None and (label := _binary_label(report, name, lineno, raw)) is not None:
             out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": lineno})
             report.kept(name)
@@ -207,14 +94,14 @@ def read_paws_x(path: str | Path, report: RowReport | None = None) -> list[dict]
 
 def read_kornli(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """KorNLI TSV -> ``[{"sentence1", "sentence2", "label" in NLI_LABELS, "line"}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     name, out = str(p), []
-    for lineno, cols in _tsv_table(p, report, 3, skip_header=True):
+    for lineno, cols in tsv_table(p, report, 3, skip_header=True):
         label = cols[2].strip()
         if label not in NLI_LABELS:
             report.bad(name, lineno, f"unknown gold_label {label!r} (expected one of {', '.join(NLI_LABELS)})")
             continue
-        pair = _pair(report, name, lineno, cols[0], cols[1])
+        pair = checked_pair(report, name, lineno, cols[0], cols[1])
         if pair is None:
             continue
         out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": lineno})
@@ -240,15 +127,15 @@ def _json_list(path: Path) -> list:
 
 def read_klue_sts(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """KLUE STS JSON -> ``[{"sentence1", "sentence2", "score" (labels.label, 0..5), "line" (1-based item)}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     name, out = str(p), []
     for i, item in enumerate(_json_list(p), start=1):
         report.read(name)
         if not isinstance(item, dict) or not isinstance(item.get("labels"), dict):
             report.bad(name, i, "item has no 'labels' object")
             continue
-        score = _parse_score(report, name, i, item["labels"].get("label"))
-        pair = _pair(report, name, i, str(item.get("sentence1") or ""), str(item.get("sentence2") or "")) \
+        score = parse_score(report, name, i, item["labels"].get("label"))
+        pair = checked_pair(report, name, i, str(item.get("sentence1") or ""), str(item.get("sentence2") or "")) \
             if score is not None else None
         if pair is None:
             continue
@@ -259,7 +146,7 @@ def read_klue_sts(path: str | Path, report: RowReport | None = None) -> list[dic
 
 def read_klue_nli(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """KLUE NLI JSON (premise/hypothesis/gold_label) -> ``[{"sentence1", "sentence2", "label", "line"}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     name, out = str(p), []
     for i, item in enumerate(_json_list(p), start=1):
         report.read(name)
@@ -270,7 +157,7 @@ def read_klue_nli(path: str | Path, report: RowReport | None = None) -> list[dic
         if label not in NLI_LABELS:
             report.bad(name, i, f"unknown gold_label {label!r}")
             continue
-        pair = _pair(report, name, i, str(item.get("premise") or ""), str(item.get("hypothesis") or ""))
+        pair = checked_pair(report, name, i, str(item.get("premise") or ""), str(item.get("hypothesis") or ""))
         if pair is None:
             continue
         out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": i})
@@ -285,7 +172,7 @@ def _is_dup_to_label(raw: str) -> int | None:
 
 def read_question_pair(path: str | Path, report: RowReport | None = None) -> list[dict]:
     """songys Question_pair (CSV or TXT layout) -> ``[{"sentence1", "sentence2", "label" (1 = same), "line"}]``."""
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     rows = _question_pair_csv(p) if p.suffix.lower() == ".csv" else _question_pair_txt(p, report)
     name, out = str(p), []
     for lineno, cols, error in rows:
@@ -297,7 +184,7 @@ def read_question_pair(path: str | Path, report: RowReport | None = None) -> lis
         if label is None:
             report.bad(name, lineno, f"is_duplicate {cols[2]!r} is not 0 or 1")
             continue
-        pair = _pair(report, name, lineno, cols[0], cols[1])
+        pair = checked_pair(report, name, lineno, cols[0], cols[1])
         if pair is None:
             continue
         out.append({"sentence1": pair[0], "sentence2": pair[1], "label": label, "line": lineno})
@@ -309,7 +196,7 @@ _QP_ROW = tuple[int, list[str], str | None]  # (line, [question1, question2, is_
 
 
 def _question_pair_txt(p: Path, report: RowReport) -> Iterator[_QP_ROW]:
-    for lineno, cols in _tsv_rows(p, False, report):
+    for lineno, cols in tsv_rows(p, False, report):
         if lineno == 1 and cols[-1:] == ["is_duplicate"]:
             continue
         error = None if len(cols) == 3 else f"expected 3 tab-separated columns, found {len(cols)}"
@@ -336,17 +223,12 @@ def _question_pair_csv(p: Path) -> Iterator[_QP_ROW]:
                 yield reader.line_num, [row[i] for i in idx], None
 
 
-def read_parakqc(path: str | Path, report: RowReport | None = None, as_pairs: bool = False) -> list:
-    """paraKQC -> groups ``[{"set", "sentences": [...10], "line"}]``, or positive pairs with ``as_pairs``.
-
-    Sets are 10 consecutive lines. Pairs join the first sentence of each set to each other one
-    (``{"sentence1", "sentence2", "label": 1, "line"}``), 9 per set, so a set contributes no more
-    than a duplicate-free batch can hold.
-    """
-    p, report = _check_file(path), _report(report)
+def read_parakqc(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """paraKQC -> paraphrase sets ``[{"set", "sentences": [...10], "line"}]``; sets are 10 consecutive lines."""
+    p, report = check_file(path), report_or_new(report)
     name = str(p)
     groups: list[dict] = []
-    for lineno, cols in _tsv_table(p, report, 3, skip_header=False, columns=" (type, subtype, sentence)"):
+    for lineno, cols in tsv_table(p, report, 3, skip_header=False, columns=" (type, subtype, sentence)"):
         set_id = (lineno - 1) // PARAKQC_SET_SIZE
         text = normalize(cols[2])
         if not text:
@@ -356,13 +238,17 @@ def read_parakqc(path: str | Path, report: RowReport | None = None, as_pairs: bo
             groups.append({"set": set_id, "sentences": [], "line": lineno})
         groups[-1]["sentences"].append(text)
         report.kept(name)
-    if not as_pairs:
-        return groups
-    return [
-        {"sentence1": g["sentences"][0], "sentence2": s, "label": 1, "line": g["line"]}
-        for g in groups
-        for s in g["sentences"][1:]
-    ]
+    return groups
+
+
+def read_parakqc_pairs(path: str | Path, report: RowReport | None = None) -> list[dict]:
+    """paraKQC as positive pairs ``{"sentence1", "sentence2", "label": 1, "line"}``.
+
+    Each set's first sentence is joined to each other one, 9 pairs per set, so a set contributes no
+    more than a duplicate-free batch can hold.
+    """
+    return [{"sentence1": g["sentences"][0], "sentence2": s, "label": 1, "line": g["line"]}
+            for g in read_parakqc(path, report) for s in g["sentences"][1:]]
 
 
 def read_korquad(path: str | Path, report: RowReport | None = None) -> list[dict]:
@@ -370,7 +256,7 @@ def read_korquad(path: str | Path, report: RowReport | None = None) -> list[dict
 
     ``line`` is the question's 1-based position in the file (JSON has no useful line numbers).
     """
-    p, report = _check_file(path), _report(report)
+    p, report = check_file(path), report_or_new(report)
     data = _load_json(p)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise InputError(f"{p}: expected KorQuAD/SQuAD JSON with a top-level 'data' list")
@@ -407,12 +293,12 @@ def load_pairs_from_hub(
     ``premise/hypothesis``, ``anchor/positive``, ``question1/question2`` present); ``label_column``
     (``label``, ``score``, ``gold_label`` by default if present) is copied as ``label``.
     """
-    report = _report(report)
+    report = report_or_new(report)
     try:
         from datasets import load_dataset
 
         ds = load_dataset(name, config, split=split)
-    except Exception as exc:  # noqa: BLE001 - offline, missing or gated: one message for all
+    except Exception as exc:  # offline, missing or gated: one message for all
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InputError(
             f"Hub dataset {name!r} (split {split!r}) could not be loaded: {reason}; "
@@ -430,7 +316,7 @@ def load_pairs_from_hub(
     src, out = f"hub:{name}/{split}", []
     for i, row in enumerate(ds, start=1):
         report.read(src)
-        pair = _pair(report, src, i, str(row[columns[0]] or ""), str(row[columns[1]] or ""))
+        pair = checked_pair(report, src, i, str(row[columns[0]] or ""), str(row[columns[1]] or ""))
         if pair is None:
             continue
         item = {"sentence1": pair[0], "sentence2": pair[1], "line": i}

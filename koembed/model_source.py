@@ -57,7 +57,7 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSource:
 
             path = Path(snapshot_download(name))
             return ModelSource(name=name, path=path, kind=_kind(path, name))
-        except Exception as exc:  # noqa: BLE001 - any Hub failure means "not found here"
+        except Exception as exc:  # any Hub failure means "not found here"
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             tried.append(f"Hugging Face Hub id {name!r} ({reason})")
     else:

@@ -94,7 +94,7 @@ class NpyWriter:
 
     def __init__(self, path: Path, dim: int) -> None:
         self.dim, self.rows = dim, 0
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._fh = open(path, "wb")  # closed by close()
         self._fh.write(self._header(0))
 
     def _header(self, rows: int) -> bytes:
@@ -121,7 +121,7 @@ class JsonlWriter:
     def __init__(self, target: Path | IO[str], dim: int) -> None:
         self.dim, self.rows = dim, 0
         self._owned = isinstance(target, Path)
-        self._fh: IO[str] = open(target, "w", encoding="utf-8", newline="\n") if self._owned else target  # noqa: SIM115
+        self._fh: IO[str] = open(target, "w", encoding="utf-8", newline="\n") if self._owned else target
 
     def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
         vectors = _check(vectors, texts, self.dim)

@@ -17,6 +17,7 @@ from koembed.korean_data import (
     read_korquad,
     read_korsts,
     read_parakqc,
+    read_parakqc_pairs,
     read_question_pair,
 )
 
@@ -75,8 +76,10 @@ def test_question_pair_real_both_layouts(data_dir: Path) -> None:
 def test_parakqc_real(data_dir: Path) -> None:
     groups = read_parakqc(data_dir / "parakqc" / "paraKQC_v1.txt")
     assert len(groups) == 1000 and all(len(g["sentences"]) == 10 for g in groups)
-    pairs = read_parakqc(data_dir / "parakqc" / "paraKQC_v1.txt", as_pairs=True)
+    pairs = read_parakqc_pairs(data_dir / "parakqc" / "paraKQC_v1.txt")
     assert len(pairs) == 9000 and pairs[0]["sentence1"] == groups[0]["sentences"][0]
+    assert pairs[8]["sentence2"] == groups[0]["sentences"][9] and pairs[9]["sentence1"] == groups[1]["sentences"][0]
+    assert all(p["label"] == 1 and p["sentence1"] != p["sentence2"] for p in pairs[:90])
 
 
 def test_korquad_real(data_dir: Path) -> None:

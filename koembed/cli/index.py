@@ -17,6 +17,7 @@ from koembed.cli.app import app
 from koembed.errors import InputError
 from koembed.index.build import IndexConfig
 from koembed.index.query import DEFAULT_K
+from koembed.index.spec import ALIASES
 
 _D = {f.name: f.default for f in dataclasses.fields(IndexConfig)}  # input and output have none: required
 
@@ -28,7 +29,7 @@ def index_cmd(
     model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the index's, else embedded)."),
     backend: str = typer.Option(_D["backend"], "--backend", help="Inference backend (torch, onnx, ...)."),
     index_type: str = typer.Option(_D["index_type"], "--index-type",
-                                   help="auto|flat|hnsw|ivf|ivfsq|ivfpq|FAISS factory."),
+                                   help=f"{'|'.join(ALIASES)}|FAISS factory string."),
     fmt: str | None = typer.Option(_D["fmt"], "--format", help="txt|jsonl|tsv|csv|parquet (default: from suffix)."),
     text_field: str = typer.Option(_D["text_field"], "--text-field", help="JSONL field / column holding the text."),
     id_field: str = typer.Option(_D["id_field"], "--id-field", help="JSONL field / column holding the id."),

@@ -152,7 +152,7 @@ def factory_spec(factory: str, dim: int) -> IndexSpec:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "rejected"
         raise InputError(f"index type {factory!r} is not a valid FAISS factory string for dimension {dim} "
-                         f"({first}); use auto, flat, hnsw, ivf, ivfsq, ivfpq or e.g. 'IVF1024,Flat'") from None
+                         f"({first}); use {', '.join(ALIASES)} or e.g. 'IVF1024,Flat'") from None
     defaults: dict[str, int] = {}
     try:
         ivf = faiss.extract_index_ivf(index)

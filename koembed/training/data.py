@@ -26,21 +26,16 @@ from koembed.korean_data import (
     read_klue_sts,
     read_kornli,
     read_korsts,
-    read_parakqc,
+    read_parakqc_pairs,
     read_question_pair,
 )
-
-
-def _parakqc_pairs(path: Path, report: RowReport) -> list[dict]:
-    return read_parakqc(path, report, as_pairs=True)
-
 
 # format -> (reader, what its rows are): "nli" rows carry NLI labels, "pairs" are positive pairs,
 # "sts" rows carry a 0..5 score.
 READERS: dict[str, tuple[Callable[[Path, RowReport], list[dict]], str]] = {
     "kornli": (read_kornli, "nli"),
     "klue-nli": (read_klue_nli, "nli"),
-    "parakqc": (_parakqc_pairs, "pairs"),
+    "parakqc": (read_parakqc_pairs, "pairs"),
     "question-pair": (read_question_pair, "pairs"),
     "korsts": (read_korsts, "sts"),
     "klue-sts": (read_klue_sts, "sts"),
@@ -161,8 +156,8 @@ def sts_stage_data(specs: Sequence[str], data_dir: Path, report: RowReport, max_
 
 
 def to_datasets(examples: dict[str, list[dict]]):
-    """A ``datasets.Dataset`` for one source, a ``DatasetDict`` for several (sampled proportionally)."""
+    """A ``datasets.DatasetDict`` with one dataset per source, also for one source (the trainer samples
+    several proportionally, and one alone in its own order)."""
     from datasets import Dataset, DatasetDict
 
-    sets = {name: Dataset.from_list(rows) for name, rows in examples.items()}
-    return next(iter(sets.values())) if len(sets) == 1 else DatasetDict(sets)
+    return DatasetDict({name: Dataset.from_list(rows) for name, rows in examples.items()})

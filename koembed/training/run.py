@@ -332,7 +332,7 @@ def _run_stage(stage: str, model, config: TrainConfig, data_dir: Path, dev, out:
     with contextlib.redirect_stdout(sys.stderr):
         result = trainer.train(resume_from_checkpoint=last)
     dev_scores = dev(model)
-    sizes = {k: len(v) for k, v in dataset.items()} if hasattr(dataset, "items") else {stage: len(dataset)}
+    sizes = {k: len(v) for k, v in dataset.items()}
     return {"steps": result.global_step, "train_loss": round(float(result.training_loss), 5),
             "resumed_from": Path(last).name if last else None, "examples": sizes,
             "korsts_dev_spearman": round(100 * float(dev_scores[dev.primary_metric]), 2),

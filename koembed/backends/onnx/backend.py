@@ -98,13 +98,13 @@ class OnnxBackend:
         path = self.folder / self.manifest.get("file", "model.onnx")
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - a damaged cache file; rebuild it once
+        except Exception as exc:  # a damaged cache file; rebuild it once
             discard(self.folder)
             self.folder, self.manifest = self._artefact(source)
             path = self.folder / self.manifest.get("file", "model.onnx")
             try:
                 return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception:  # noqa: BLE001
+            except Exception:
                 raise KoembedError(f"cannot load ONNX model {path} ({exc}); use --backend torch") from None
 
     def _prepare(self, texts: list[str]) -> list[str]:
