@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from koembed.server import ServeConfig, create_app  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-VERSIONS = 4  # library rewrites (one process, model loaded once), then one `koembed index` rerun
+VERSIONS = 5  # library rewrites (one process, model loaded once), then one `koembed index` rerun
 
 WRITER = f"""
 import subprocess, sys
@@ -63,7 +63,7 @@ def _check(body: dict, k: int, seen: dict[int, int]) -> int:
 def test_answers_stay_consistent_while_koembed_index_rewrites(tmp_path, tiny_st_dir, tiny_encoder):
     docs = write_docs(tmp_path / "docs.jsonl", version=0)
     ix = build(tmp_path / "ix", docs, tiny_st_dir)
-    app = create_app({"ix": ix}, tiny_encoder, ServeConfig(api_key=None, reload_check_s=0))
+    app = create_app({"ix": ix}, tiny_encoder, ServeConfig(api_key=None, reload_check_s=0.02))
     seen: dict[int, int] = {}
     order: list[int] = []
     k = 10

@@ -2,20 +2,20 @@
 
 A request never names a path: it names an index, and the name maps to the directory given at startup.
 
-Reload. ``koembed index`` may update a served index while the server runs. Each lease checks, at most
-every ``check_interval_s``, whether ``manifest.json`` changed on disk (one ``stat``); when its generation
-is newer than the one served, the new generation is opened completely (checksums verified, FAISS file
-loaded) beside the old one, then swapped in under a lock. Requests that already hold the old generation
-finish on it; it is closed when the last of them lets go. A failed open (a writer racing it) leaves the
-old generation serving and is retried at the next check.
+Snapshots. A read-only :class:`~koembed.index.Index` sees the one generation committed when it was
+opened (FAISS file and documents alike), whatever writers commit meanwhile, so every answer comes from
+one committed generation.
+
+Reload. ``koembed index`` may update a served index while the server runs. A watcher thread checks
+every ``check_interval_s`` whether ``manifest.json`` changed (one ``stat`` per index; a writer rewrites
+it after each commit). When it did, the newest generation is opened completely (FAISS file loaded and
+verified) beside the one being served, then swapped in under a lock. Requests that already hold the old
+generation finish on it; it is closed when the last of them lets go, which also ends its snapshot (an
+old snapshot kept open would stop the writer from recycling SQLite's WAL file). A failed open leaves the
+old generation serving and is tried again at the next check.
 
 Threads. SQLite connections belong to the thread that opened them, so each generation has one worker
 thread that opens it, runs every search on it and closes it. FAISS parallelises a batch inside a call.
-
-Consistency. A writer commits SQLite first and rewrites ``manifest.json`` after, so the store can be one
-generation ahead of the FAISS file being served. :func:`run_consistent` therefore reads the store's
-committed generation after a search has fetched its documents: if it still equals the served one, every
-fetch saw that generation (generations only grow); if not, the caller reloads and searches again.
 """
 
 from __future__ import annotations
@@ -23,22 +23,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koembed.errors import InputError, KoembedError
+from koembed.errors import InputError
 
 log = logging.getLogger("koembed.server")
 
-OPEN_ATTEMPTS = 5  # opens that lose a race with a writer are retried this often, with a growing pause
-
-
-class StaleGeneration(Exception):
-    """The store moved past the served FAISS generation while a search ran; reload and search again."""
+MIN_CHECK_S = 0.01  # the watcher's shortest pause between checks
 
 
 @dataclass
@@ -87,15 +82,7 @@ def _open_on_worker(name: str, path: Path) -> Generation:
     def open_it() -> tuple[Any, IndexSummary]:
         from koembed.index import Index
 
-        for attempt in range(OPEN_ATTEMPTS):
-            try:
-                index = Index.open(path)
-                break
-            except (KoembedError, OSError):
-                # A commit landing between the reads of an open makes it fail; the next try sees the new one.
-                if attempt == OPEN_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * 2**attempt)
+        index = Index.open(path)
         return index, IndexSummary(name, index.generation, index.count, index.manifest.copy())
 
     try:
@@ -104,14 +91,6 @@ def _open_on_worker(name: str, path: Path) -> Generation:
         executor.shutdown(wait=False)
         raise
     return Generation(name, index, executor, summary)
-
-
-def run_consistent(index: Any, generation: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(index, ...)``, refused with :class:`StaleGeneration` when the store committed past ``generation``."""
-    out = fn(index, *args, **kwargs)
-    if index.store.committed_manifest().generation != generation:
-        raise StaleGeneration
-    return out
 
 
 def _manifest_signature(path: Path) -> tuple[int, int, int] | None:
@@ -127,19 +106,19 @@ class _Entry:
     name: str
     path: Path
     current: Generation
-    signature: tuple[int, int, int] | None
-    checked: float = field(default_factory=time.monotonic)
-    reloading: Future | None = None
+    signature: tuple[int, int, int] | None  # of the manifest.json the current generation was opened after
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    failed: tuple[int, int, int] | None = None  # the signature whose generation could not be opened (logged once)
 
 
 class IndexRegistry:
     """Named indexes opened at startup (``name -> directory``), each reloaded at its next committed generation."""
 
     def __init__(self, paths: Mapping[str, str | os.PathLike], *, check_interval_s: float = 0.5) -> None:
-        self.check_interval_s = check_interval_s
+        self.check_interval_s = max(check_interval_s, MIN_CHECK_S)
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._closed = False
+        self._stop = threading.Event()
         try:
             for name, p in paths.items():
                 path = Path(p).resolve()
@@ -148,6 +127,9 @@ class IndexRegistry:
         except BaseException:
             self.close()
             raise
+        self._watcher = threading.Thread(target=self._watch, name="koembed-index-watch", daemon=True)
+        if self._entries:
+            self._watcher.start()
 
     @property
     def names(self) -> list[str]:
@@ -159,12 +141,11 @@ class IndexRegistry:
 
     # -- leases ----------------------------------------------------------------------------------------
     def acquire(self, name: str) -> Generation:
-        """The generation to use for one request (release it with :meth:`release`); checks for a newer one."""
+        """The generation to use for one request; give it back with :meth:`release`."""
         entry = self._entries.get(name)
         if entry is None:
             known = ", ".join(self._entries) or "none"
             raise InputError(f"unknown index {name!r}; this server has: {known}")
-        self._maybe_check(entry)
         with self._lock:
             gen = entry.current
             gen._refs += 1
@@ -178,65 +159,53 @@ class IndexRegistry:
             gen._close()
 
     # -- reloads ---------------------------------------------------------------------------------------
-    def _maybe_check(self, entry: _Entry) -> None:
-        now = time.monotonic()
-        if now - entry.checked < self.check_interval_s or entry.reloading is not None:
-            return
-        entry.checked = now
-        signature = _manifest_signature(entry.path)
-        if signature != entry.signature:
-            self.reload(entry.name)
+    def _watch(self) -> None:
+        while not self._stop.wait(self.check_interval_s):
+            for entry in self._entries.values():
+                if _manifest_signature(entry.path) != entry.signature and not self._stop.is_set():
+                    self.reload(entry.name)
 
-    def reload(self, name: str) -> Future:
-        """Open the newest committed generation of ``name`` in the background and swap it in when it is ready.
+    def reload(self, name: str) -> Generation:
+        """Open the newest committed generation of ``name`` and serve it from now on; returns what is served.
 
-        Returns a future that resolves to the generation served afterwards (the same one when nothing
-        newer was committed). Concurrent calls share one reload.
+        The generation being served stays in service while the new one opens, and when it cannot be
+        opened (then the next check tries again).
         """
         entry = self._entries[name]
-        with self._lock:
-            if entry.reloading is not None:
-                return entry.reloading
-            future: Future = Future()
-            entry.reloading = future
-        threading.Thread(target=self._reload, args=(entry, future), name=f"koembed-reload-{name}",
-                         daemon=True).start()
-        return future
-
-    def _reload(self, entry: _Entry, future: Future) -> None:
-        signature = _manifest_signature(entry.path)
-        try:
-            fresh = _open_on_worker(entry.name, entry.path)
-        except BaseException as exc:
-            log.warning("index %s: a newer generation could not be opened yet (%s); still serving generation %d",
-                        entry.name, exc, entry.current.generation)
+        with entry.reload_lock:
+            signature = _manifest_signature(entry.path)
+            try:
+                fresh = _open_on_worker(entry.name, entry.path)
+            except Exception as exc:  # noqa: BLE001 - any failure: keep serving what works, say why once
+                if signature != entry.failed:
+                    log.warning("index %s: the changed index could not be opened (%s); still serving generation "
+                                "%d", entry.name, exc, entry.current.generation)
+                entry.failed = signature
+                return entry.current
             with self._lock:
-                entry.reloading = None
-            future.set_result(entry.current)
-            return
-        old = None
-        with self._lock:
-            # A newer generation, or a directory rebuilt from scratch (its generations count anew).
-            newer = (fresh.generation > entry.current.generation
-                     or fresh.summary.manifest.created != entry.current.summary.manifest.created)
-            if self._closed or not newer:
-                old, served = fresh, entry.current  # nothing newer: drop what was opened
-            else:
-                old, entry.current, served = entry.current, fresh, fresh
+                # A newer generation, or a directory rebuilt from scratch (its generations count anew).
+                newer = (fresh.generation > entry.current.generation
+                         or fresh.summary.manifest.created != entry.current.summary.manifest.created)
+                old = entry.current if newer else fresh
+                if newer:
+                    entry.current = fresh
+                entry.signature = signature
+                old._retired = True
+                close = old._refs == 0
+            if newer:
                 log.info("index %s: now serving generation %d (%d documents)", entry.name, fresh.generation,
                          fresh.summary.count)
-            entry.signature = signature
-            entry.reloading = None
-            old._retired = True
-            close = old._refs == 0
-        if close:
-            old._close()
-        future.set_result(served)
+            if close:
+                old._close()
+            return entry.current
 
     def close(self) -> None:
-        """Close every generation once its requests finish (call after the server stopped taking requests)."""
+        """Stop watching; close every generation once its requests finish (after the server stopped taking any)."""
+        self._stop.set()
+        watcher = getattr(self, "_watcher", None)
+        if watcher is not None and watcher.is_alive():
+            watcher.join(30)
         with self._lock:
-            self._closed = True
             gens = [e.current for e in self._entries.values()]
             for g in gens:
                 g._retired = True

@@ -17,11 +17,9 @@ import numpy as np
 from koembed.server.api_errors import ApiError
 from koembed.server.batcher import EncodeBatcher, Encoded
 from koembed.server.config import ServeConfig
-from koembed.server.registry import IndexRegistry, StaleGeneration, run_consistent
+from koembed.server.registry import IndexRegistry
 from koembed.server.schemas import SearchRequest
 from koembed.text import normalize
-
-SEARCH_ATTEMPTS = 3  # a search that ran while the index committed is repeated on the new generation
 
 
 def search_modes() -> tuple[tuple[str, ...], str]:
@@ -163,21 +161,14 @@ class Service:
 
     async def _search_index(self, name: str, queries: list[str], k: int, filters: dict[str, Any] | None,
                             encoder: Any, mode_kwargs: dict[str, Any]) -> dict[str, Any]:
-        for _ in range(SEARCH_ATTEMPTS):
-            gen = self.registry.acquire(name)
-            try:
-                hits = await asyncio.wrap_future(gen.submit(
-                    run_consistent, gen.generation, _search_on, queries, k, filters, encoder, mode_kwargs,
-                    self.config.allow_model_mismatch))
-            except StaleGeneration:
-                await asyncio.wrap_future(self.registry.reload(name))
-                continue
-            finally:
-                self.registry.release(gen)
-            return {"name": name, "generation": gen.generation, "count": gen.summary.count,
-                    "results": [{"query": q, "hits": h} for q, h in zip(queries, hits, strict=True)]}
-        raise ApiError(503, f"index {name!r} is being rewritten faster than it can be read; retry shortly", "index",
-                       "busy", {"Retry-After": "1"})
+        gen = self.registry.acquire(name)
+        try:
+            hits = await asyncio.wrap_future(gen.submit(_search_on, queries, k, filters, encoder, mode_kwargs,
+                                                        self.config.allow_model_mismatch))
+        finally:
+            self.registry.release(gen)
+        return {"name": name, "generation": gen.generation, "count": gen.summary.count,
+                "results": [{"query": q, "hits": h} for q, h in zip(queries, hits, strict=True)]}
 
     # -- description -------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
