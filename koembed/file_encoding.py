@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from koembed.atomic import atomic_write_text
-from koembed.backends import BACKENDS
+from koembed.backends import AUTO, BACKEND_CHOICES, resolve_backend
 from koembed.encoder import EncodeStats, KoMiniLMEncoder
 from koembed.errors import InputError
 from koembed.model_source import resolve_model
@@ -52,7 +52,7 @@ class EncodeFileConfig:
     device: str | None = None
     max_seq_length: int | None = None
     normalize: bool = True
-    backend: str = "torch"
+    backend: str = AUTO  # recorded in OUT.json as the backend it resolved to
     errors: str = "strict"  # "strict": stop at the first non-UTF-8 line; "replace": U+FFFD and carry on
     chunk_size: int = DEFAULT_CHUNK_SIZE  # lines read, encoded and written at a time
     workers: int = 1
@@ -65,8 +65,8 @@ class EncodeFileConfig:
             raise InputError(f"max_seq_length must be >= 2 (room for [CLS] and [SEP]), not {self.max_seq_length}")
         if self.errors not in ("strict", "replace"):
             raise InputError(f"errors must be 'strict' or 'replace', not {self.errors!r}")
-        if self.backend not in BACKENDS:
-            raise InputError(f"unknown backend {self.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
+        if self.backend not in BACKEND_CHOICES:
+            raise InputError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
 
 
 @dataclass
@@ -106,7 +106,7 @@ def encode_file(
     device: str | None = None,
     max_seq_length: int | None = None,
     normalize: bool = True,
-    backend: str = "torch",
+    backend: str = AUTO,
     errors: str = "strict",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     workers: int = 1,
@@ -152,6 +152,7 @@ def run_encode_file(
             config.model, device=config.device, max_seq_length=config.max_seq_length,
             normalize=config.normalize, backend=config.backend,
         ), config.batch_size)
+        config.backend = engine.encoder.backend_name
     try:
         load_seconds = time.perf_counter() - load_start
         start = time.perf_counter()
@@ -238,6 +239,7 @@ class _Parallel:
         n = config.workers
         # Resolve here (cheap, no torch) so a bad model name fails before any process starts.
         source = encoder.source if encoder is not None else resolve_model(config.model)
+        config.backend = resolve_backend(config.backend, source, config.device)
         spec = {
             "model": str(source.path), "device": config.device, "max_seq_length": config.max_seq_length,
             "normalize": config.normalize, "backend": config.backend,

@@ -34,6 +34,20 @@ def tokenizer_corpus() -> list[str]:
     return lines
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_koembed_cache(tmp_path_factory: pytest.TempPathFactory):
+    """ONNX exports made by tests (the default backend exports each tiny model once) go to this run's own cache,
+    never the user's ~/.cache/koembed; subprocesses inherit it. An explicit KOEMBED_CACHE is left alone."""
+    if os.environ.get("KOEMBED_CACHE"):
+        yield
+        return
+    os.environ["KOEMBED_CACHE"] = str(tmp_path_factory.mktemp("koembed-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("KOEMBED_CACHE", None)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real Korean data (``../shared/data``); tests that need it skip when it is absent."""

@@ -46,7 +46,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory):
 def torch_vectors(tiny_st_dir: Path) -> np.ndarray:
     from koembed import KoMiniLMEncoder
 
-    return KoMiniLMEncoder(str(tiny_st_dir)).encode(_texts())
+    return KoMiniLMEncoder(str(tiny_st_dir), backend="torch").encode(_texts())
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -63,7 +63,7 @@ def test_onnx_fp32_matches_torch(onnx_cache, tiny_st_dir, torch_vectors):
     assert vecs.dtype == np.float32 and vecs.shape == torch_vectors.shape
     assert _cos(torch_vectors, vecs).min() >= FP32_MIN_COS
     assert enc.last_stats.truncated == 1
-    torch_enc = KoMiniLMEncoder(str(tiny_st_dir))
+    torch_enc = KoMiniLMEncoder(str(tiny_st_dir), backend="torch")
     np.testing.assert_array_equal(enc._backend.token_lengths(_texts()), torch_enc._backend.token_lengths(_texts()))
     assert enc.fingerprint == torch_enc.fingerprint  # same model, same vectors: indexes may mix them
 
@@ -90,7 +90,7 @@ def test_pooling_modes_and_model_change_rebuilds(onnx_cache, tiny_st_dir, tmp_pa
     cfg_path.write_text(json.dumps(cfg))
     # The changed model gets its own cache entry; the original's stays.
     assert artefact_dir(resolve_model(variant), "fp32") != artefact_dir(resolve_model(tiny_st_dir), "fp32")
-    ref = KoMiniLMEncoder(str(variant)).encode(_texts())
+    ref = KoMiniLMEncoder(str(variant), backend="torch").encode(_texts())
     enc = KoMiniLMEncoder(str(variant), backend="onnx", threads=1)
     vecs = enc.encode(_texts())
     assert enc.dim == ref.shape[1] == 3 * 64
@@ -158,7 +158,7 @@ def test_bare_bert_after_crashed_export_and_without_torch_import(onnx_cache, tin
     assert not final.exists()
     (final.parent / f".tmp-{final.name}-leftover").mkdir()
 
-    ref = KoMiniLMEncoder(str(tiny_bert_dir)).encode(_texts())
+    ref = KoMiniLMEncoder(str(tiny_bert_dir), backend="torch").encode(_texts())
     vecs = KoMiniLMEncoder(str(tiny_bert_dir), backend="onnx", threads=1).encode(_texts())
     assert _cos(ref, vecs).min() >= FP32_MIN_COS
 

@@ -1,14 +1,19 @@
-"""Ship a trained sentence model inside the koembed package: fp16 weights, a model card, its scores.
+"""Ship a trained sentence model inside the koembed package: fp16 weights, its ONNX graph, a model card, its scores.
 
 The weights are stored in float16 (half the bytes) while ``config.json`` keeps ``float32`` as the
 compute dtype, so every loader (transformers, sentence-transformers, koembed) upcasts them on load
 and CPU inference stays in fp32, which is the fast path on CPUs without fp16/bf16 units.
+
+The exported ONNX graph ships in ``onnx/`` (fp16-valued weights stored in fp16 there too), checked
+against torch on real sentences, so koembed's default backend never exports (nor imports torch).
+Re-ship the graph of a packaged model with ``python -m distill.recipe.package ship-onnx DIR``.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,7 @@ def package_model(model_dir: Path, target: Path, run_dir: Path, data_dir: Path |
     from koembed.evaluate import run_task
 
     card["korsts_test_as_shipped"] = run_task(str(staging), "korsts-test", data_dir)["spearman"]
+    card["onnx"] = ship_onnx(staging, data_dir)
     size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
     card["size_bytes_on_disk"] = size
     atomic_write_text(staging / CARD_JSON, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
@@ -58,6 +64,48 @@ def package_model(model_dir: Path, target: Path, run_dir: Path, data_dir: Path |
         shutil.rmtree(target)
     staging.rename(target)
     return {"path": str(target), "size_bytes": size}
+
+
+def ship_onnx(model_dir: Path, data_dir: Path | None = None) -> dict[str, Any]:
+    """Export ``model_dir``'s ONNX graph into ``model_dir/onnx`` and check it against torch on real sentences.
+
+    Refuses (and removes the graph) when the mean cosine to torch is below ``SHIPPED_MIN_COSINE``.
+    """
+    import numpy as np
+
+    from koembed import KoMiniLMEncoder
+    from koembed.backends.onnx.cache import SHIPPED_DIR
+    from koembed.backends.onnx.export import SHIPPED_MIN_COSINE, ship_graph
+
+    manifest = ship_graph(model_dir)
+    texts = agreement_texts(data_dir)
+    onnx_enc = KoMiniLMEncoder(str(model_dir), backend="onnx")
+    shipped = Path(model_dir).resolve() / SHIPPED_DIR
+    if onnx_enc._backend.folder != shipped:
+        raise RuntimeError(f"{shipped}: the onnx backend did not pick up the graph just shipped")
+    got = onnx_enc.encode(texts, show_progress=False)
+    ref = KoMiniLMEncoder(str(model_dir), backend="torch").encode(texts, show_progress=False)
+    cos = (got * ref).sum(1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
+    if not cos.mean() >= SHIPPED_MIN_COSINE:
+        shutil.rmtree(shipped)
+        raise RuntimeError(f"{model_dir}: the ONNX graph agrees with torch at mean cosine {cos.mean():.6f} "
+                           f"(< {SHIPPED_MIN_COSINE}) on {len(texts)} sentences; not shipped")
+    return {"mean_cos_vs_torch": round(float(cos.mean()), 7), "min_cos_vs_torch": round(float(cos.min()), 7),
+            "texts": len(texts), "fused": manifest["fused"], "max_abs_diff_at_export": manifest["max_abs_diff"],
+            "bytes": sum(f.stat().st_size for f in shipped.iterdir())}
+
+
+def agreement_texts(data_dir: Path | None = None, n: int = 1000) -> list[str]:
+    """Real sentences for backend agreement checks: KorSTS test (both sides), else the repository's example texts."""
+    from koembed.korean_data import read_korsts
+    from koembed.paths import REPO_ROOT
+    from koembed.paths import data_dir as default_data_dir
+
+    korsts = Path(data_dir or default_data_dir()) / "korsts" / "sts-test.tsv"
+    if korsts.is_file():
+        return [s for row in read_korsts(korsts) for s in (row["sentence1"], row["sentence2"])][:n]
+    lines = (REPO_ROOT / "examples" / "texts.txt").read_text(encoding="utf-8").splitlines()
+    return [t for t in lines if t.strip()][:n]
 
 
 def _card_data(run_dir: Path, model_dir: Path) -> dict[str, Any]:
@@ -191,3 +239,21 @@ demos, tests and offline defaults; for production quality train from `BM-K/KoMin
 No evaluation split (KorSTS dev/test, XNLI test, NSMC/QP test, PAWS-X, KLUE dev, KorQuAD dev) entered any
 training stage.
 """
+
+
+def main(argv: list[str]) -> None:
+    """``ship-onnx DIR``: (re)ship the ONNX graph of an already packaged model and record the check in its card."""
+    if len(argv) != 2 or argv[0] != "ship-onnx":
+        raise SystemExit("usage: python -m distill.recipe.package ship-onnx MODEL_DIR")
+    model_dir = Path(argv[1])
+    result = ship_onnx(model_dir)
+    card_path = model_dir / CARD_JSON
+    if card_path.is_file():
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card["onnx"] = result
+        atomic_write_text(card_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from koembed.backends import BACKENDS
+from koembed.backends import AUTO, BACKEND_CHOICES
 from koembed.cli.app import app
 from koembed.errors import InputError
 from koembed.file_encoding import DEFAULT_CHUNK_SIZE
@@ -29,7 +29,8 @@ def encode(
         None, "--max-seq-length", min=2, help="Truncate longer texts to this many tokens (they are counted)."
     ),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="L2-normalise the vectors."),
-    backend: str = typer.Option("torch", "--backend", help=f"Inference backend: {', '.join(sorted(BACKENDS))}."),
+    backend: str = typer.Option(AUTO, "--backend", help=f"Inference backend: {', '.join(BACKEND_CHOICES)} (auto: onnx "
+                                "when onnxruntime is installed and the device is the CPU, else torch)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Encoding processes, each with cores/N threads."),
     errors: str = typer.Option(
         "strict", "--errors", help="'strict': stop at the first non-UTF-8 line; 'replace': replace bad bytes."

@@ -1,7 +1,8 @@
 """``koembed index / search / info / remove / compact``: thin commands over :mod:`koembed.index`
 (:func:`build_index`, :func:`search` and :class:`Index`). Data goes to stdout, messages to stderr.
 
-Nothing heavy is imported at module level; ``search`` with a non-torch backend never imports torch.
+Nothing heavy is imported at module level; with the default backend (auto: onnx when installed) neither
+``index`` nor ``search`` imports torch.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def index_cmd(
     input: str = typer.Argument(..., help="Documents: .txt (a line each), .jsonl, .tsv, .csv, .parquet, or '-'."),
     output: str = typer.Option(..., "-o", "--output", help="Index directory (created, or upserted into)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the index's, else embedded)."),
-    backend: str = typer.Option(_D["backend"], "--backend", help="Inference backend (torch, onnx, ...)."),
+    backend: str = typer.Option(_D["backend"], "--backend",
+                                help="Inference backend: auto (onnx when installed), torch, onnx, onnx-int8."),
     index_type: str = typer.Option(_D["index_type"], "--index-type",
                                    help=f"{'|'.join(ALIASES)}|FAISS factory string."),
     fmt: str | None = typer.Option(_D["fmt"], "--format", help="txt|jsonl|tsv|csv|parquet (default: from suffix)."),
@@ -83,7 +85,8 @@ def search_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON lines (one per query) instead of a table."),
     filters: list[str] | None = typer.Option(None, "--filter", help="Metadata key=value (repeatable, all must hold)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the one in the manifest)."),
-    backend: str | None = typer.Option(None, "--backend", help="Inference backend (default: the index's)."),
+    backend: str | None = typer.Option(None, "--backend", help="Inference backend (default: auto; any backend "
+                                       "searches an index another built)."),
     allow_model_mismatch: bool = typer.Option(False, "--allow-model-mismatch", help="Search with another model."),
     ef_search: int | None = typer.Option(None, "--ef-search", min=1, help="HNSW efSearch for this search."),
     nprobe: int | None = typer.Option(None, "--nprobe", min=1, help="IVF lists probed for this search."),

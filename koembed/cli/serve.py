@@ -35,7 +35,7 @@ def serve_cmd(
     workers: int = typer.Option(_DEFAULTS["workers"], "--workers", min=1, help="Encode worker threads."),
     reload_check_s: float = typer.Option(_DEFAULTS["reload_check_s"], "--reload-check", min=0.0,
                                          help="Seconds between checks of each index for a newer generation."),
-    backend: str | None = typer.Option(None, "--backend", help="Inference backend (default: the index's, else torch)."),
+    backend: str | None = typer.Option(None, "--backend", help="Inference backend (default: auto)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (torch backend)."),
     allow_model_mismatch: bool = typer.Option(False, "--allow-model-mismatch",
                                               help="Serve indexes built with another model."),

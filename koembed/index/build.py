@@ -40,7 +40,7 @@ class IndexConfig:
     input: str
     output: str
     model: str | None = None  # None: the existing index's model, else the default model
-    backend: str = "torch"
+    backend: str = "auto"  # the manifest records what it resolved to (koembed.backends.resolve_backend)
     index_type: str = "auto"  # auto | flat | hnsw | ivf | ivfsq | ivfpq | a FAISS factory string
     fmt: str | None = None  # txt | jsonl | tsv | csv | parquet; None: from the suffix
     text_field: str = "text"
@@ -100,7 +100,7 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
                                         f"(--index-type {config.index_type} applies to new indexes only)")
             index = existing or Index.create(out, encoder.dim, index_type=config.index_type,
                                              expected_count=total, model_name=encoder.model_name,
-                                             model_fingerprint=encoder.fingerprint, backend=config.backend,
+                                             model_fingerprint=encoder.fingerprint, backend=encoder.backend_name,
                                              memory_budget=config.memory_budget, config=asdict(config))
             existing = index
             result = BuildResult(directory=str(out), spec=index.manifest.spec, read=stats.read, empty=stats.empty,

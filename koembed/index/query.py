@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from koembed.backends import AUTO
 from koembed.errors import IndexRefusedError, InputError
 from koembed.index.core import Index
 from koembed.index.spec import search_params
@@ -40,7 +41,12 @@ class Hit(NamedTuple):
 
 def load_encoder_for(index: Index, model: str | None = None, backend: str | None = None, *,
                      allow_model_mismatch: bool = False, device: str | None = None):
-    """The encoder that made ``index`` (the manifest's model and backend) unless ``model``/``backend`` override."""
+    """An encoder for ``index``'s model (the manifest's unless ``model`` overrides it), on ``backend`` (default: auto).
+
+    The backend the index was built with is not reused: every backend gives the same vectors within the
+    fidelity bar (cosine >= 0.9999 for onnx against torch), so a torch-built index is searched with the
+    fast default, and the reverse; the fingerprint check is on the model alone.
+    """
     from koembed.encoder import KoMiniLMEncoder
 
     info = index.manifest.model
@@ -48,7 +54,7 @@ def load_encoder_for(index: Index, model: str | None = None, backend: str | None
     if not name:
         raise InputError(f"{index.directory}: the index was built from vectors without a model name; "
                          "pass a model (--model) or search with vectors")
-    encoder = KoMiniLMEncoder(name, device=device, backend=backend or info.backend or "torch")
+    encoder = KoMiniLMEncoder(name, device=device, backend=backend or AUTO)
     index.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch, name=encoder.model_name)
     return encoder
 

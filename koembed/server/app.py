@@ -83,9 +83,9 @@ def load_model(model: Any, registry: IndexRegistry, config: ServeConfig) -> Any:
         name, backend = model, config.backend
         if name is None and summaries:
             first = summaries[0].manifest.model
-            name, backend = first.name, backend or first.backend
+            name = first.name  # not its backend: any backend's vectors search it (koembed.index.query)
         encoder = KoMiniLMEncoder(str(name) if name is not None else None, device=config.device,
-                                  backend=backend or "torch")
+                                  backend=backend or "auto")
     for s in summaries:
         s.manifest.check_model(f"index {s.name}", encoder.fingerprint, encoder.dim,
                                allow_mismatch=config.allow_model_mismatch, name=encoder.model_name)

@@ -34,7 +34,7 @@ class ServeConfig:
     max_batch_texts: int = 512  # texts one micro-batch may gather from concurrent requests
     workers: int = 1  # encode worker threads (each runs whole micro-batches; torch/ONNX use the cores inside one)
     reload_check_s: float = 0.5  # how often, at most, each index's manifest is checked for a newer generation
-    backend: str | None = None  # inference backend for the model (default: the indexes', else torch)
+    backend: str | None = None  # inference backend for the model (default: auto, onnx when installed)
     device: str | None = None
     allow_model_mismatch: bool = False  # serve indexes built with another model (dense scores then mean little)
     log_level: str = "info"

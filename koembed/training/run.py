@@ -344,7 +344,8 @@ def _final_scores(out: Path, config: TrainConfig, data_dir: Path) -> dict[str, A
     from koembed.encoder import KoMiniLMEncoder
     from koembed.evaluate import run_task
 
-    encoder = KoMiniLMEncoder(str(out), device=config.device)
+    # torch, already loaded by training: the default (onnx) would export the new model just for this score.
+    encoder = KoMiniLMEncoder(str(out), device=config.device, backend="torch")
     tasks = ["korsts-dev"] + (["korsts-test"] if config.report_test else [])
     scores = {}
     for task in tasks:

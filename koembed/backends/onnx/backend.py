@@ -1,21 +1,24 @@
 """ONNX Runtime backends: ``onnx`` (fp32) and ``onnx-int8``, on CPU, without torch at inference time.
 
-On first use the model is exported (encoder + pooling + normalisation in one graph) and, for int8,
-quantised; both are cached by model fingerprint (see :mod:`koembed.backends.onnx.cache`). Inference then needs
-only ``onnxruntime``, ``tokenizers`` and numpy: texts are tokenised in one batched Rust call, sorted by
-length and cut into sub-batches padded only to their own longest text.
+A model that ships its graph (the embedded one, in ``onnx/``) uses it as is. Other models are exported
+on first use (encoder + pooling + normalisation in one graph, with a message on an interactive stderr)
+and, for int8, quantised; both are cached by model fingerprint (see :mod:`koembed.backends.onnx.cache`).
+Inference then needs only ``onnxruntime``, ``tokenizers`` and numpy: texts are tokenised in one batched
+Rust call, sorted by length and cut into sub-batches padded only to their own longest text.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from koembed.backends.onnx.cache import artefact_dir, discard, ensure_artefact
+from koembed.backends.onnx.cache import artefact_dir, discard, ensure_artefact, shipped_artefact
 from koembed.backends.onnx.pipeline import PipelineSpec, read_pipeline
+from koembed.backends.tokens import TextTokenizer, Tokens
 from koembed.errors import KoembedError, MissingExtraError
 from koembed.model_source import ModelSource
 from koembed.system import cpu_count
@@ -65,8 +68,6 @@ class OnnxBackend:
         if device not in (None, "cpu"):
             raise KoembedError(f"the onnx backends run on CPU only (got device={device!r}); use --backend torch")
         ort = import_onnxruntime()
-        from tokenizers import Tokenizer
-
         self.spec: PipelineSpec = read_pipeline(source)
         self.dim = self.spec.dim
         self.normalizes = self.spec.normalize
@@ -74,19 +75,24 @@ class OnnxBackend:
         self.threads = int(threads or default_threads())
         self.sub_batch = max(1, int(sub_batch))
         self.folder, self.manifest = self._artefact(source)
-        self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.tokenizer = TextTokenizer.from_file(self.folder / "tokenizer.json", self.manifest["pad_id"],
+                                                 lowercase=self.spec.do_lower_case)
         self._session = self._open_session(ort, source)
         self._inputs = list(self.manifest["inputs"])
 
     def _artefact(self, source: ModelSource) -> tuple[Path, dict[str, Any]]:
+        shipped = shipped_artefact(source)
+        if shipped is not None:
+            return shipped
         folder = artefact_dir(source, "fp32")
         return folder, ensure_artefact(folder, lambda tmp: self._export(source, tmp))
 
     def _export(self, source: ModelSource, tmp: Path) -> dict[str, Any]:
-        from koembed.backends.onnx.export import export_model
+        from koembed.backends.onnx.export import export_artefact
 
-        fields = export_model(source, self.spec, tmp)
-        return fields | {"variant": "fp32", "model": source.name, "pipeline": self.spec.as_dict()}
+        if sys.stderr.isatty():  # first use of this model only; seconds to a minute, so say what is happening
+            print(f"exporting {source.name} to ONNX (once; cached in {tmp.parent})", file=sys.stderr, flush=True)
+        return export_artefact(source, self.spec, tmp)
 
     def _open_session(self, ort, source: ModelSource):
         options = ort.SessionOptions()
@@ -107,38 +113,23 @@ class OnnxBackend:
             except Exception:
                 raise KoembedError(f"cannot load ONNX model {path} ({exc}); use --backend torch") from None
 
-    def _prepare(self, texts: list[str]) -> list[str]:
-        return [t.lower() for t in texts] if self.spec.do_lower_case else texts
+    def tokenize(self, texts: list[str]) -> Tokens:
+        return self.tokenizer.tokenize(texts)
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
-        self._tokenizer.no_truncation()
-        encodings = self._tokenizer.encode_batch(self._prepare(list(texts)), add_special_tokens=True)
-        return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        return self.tokenize(texts).lengths
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        self._tokenizer.enable_truncation(max_length=self.max_seq_length)
-        encodings = self._tokenizer.encode_batch(self._prepare(list(texts)), add_special_tokens=True)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")
+    def embed_tokens(self, tokens: Tokens) -> np.ndarray:
+        out = np.empty((len(tokens), self.dim), dtype=np.float32)
+        order = np.argsort(-tokens.lengths, kind="stable")
         for s in range(0, len(order), self.sub_batch):
             idx = order[s : s + self.sub_batch]
-            out[idx] = self._run([encodings[i] for i in idx], int(lengths[idx].max()))
+            ids, mask = self.tokenizer.pad(tokens.take(idx), self.max_seq_length)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            out[idx] = self._session.run(["sentence_embedding"], feed)[0]
         return out
-
-    def _run(self, encodings: list, width: int) -> np.ndarray:
-        ids = np.full((len(encodings), width), self.manifest["pad_id"], dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n] = enc.ids
-            mask[row, :n] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        return self._session.run(["sentence_embedding"], feed)[0]
 
 
 class OnnxInt8Backend(OnnxBackend):

@@ -1,5 +1,9 @@
 """The ONNX export cache: one folder per (model fingerprint, variant), created whole or not at all.
 
+A model folder may also ship its own fp32 graph in ``onnx/`` (the embedded model does, built by the
+recipe's packaging step): :func:`shipped_artefact` finds it when its manifest names the same export
+key as the model's files have now, so the first use exports nothing.
+
 An artefact is built in a temporary sibling folder and renamed into place, so a crash or ``kill -9``
 mid-export leaves at most a ``.tmp-*`` folder that no load ever reads (and that the next build of
 the same key sweeps away). A file lock keeps parallel workers from exporting the same model twice.
@@ -21,15 +25,30 @@ from koembed.model_source import ModelSource, fingerprint
 from koembed.paths import cache_dir
 
 # Bump when the exported graph or the files in an artefact change, so old caches are not reused.
-EXPORT_VERSION = 1
+# 2: ORT's fused BERT operators, fp16 storage of fp16-valued weights, a shipped graph's "export_key".
+EXPORT_VERSION = 2
 MANIFEST = "manifest.json"
 STALE_TMP_SECONDS = 3600
+SHIPPED_DIR = "onnx"  # inside a model folder; skipped by the model fingerprint
+
+
+def export_key(source: ModelSource) -> str:
+    """What an exported graph depends on: the model's files (``onnx/`` excluded), its kind and the export version."""
+    return fingerprint(source.path, extra=f"onnx-export-v{EXPORT_VERSION};kind={source.kind}")
 
 
 def artefact_dir(source: ModelSource, variant: str) -> Path:
     """Where ``variant`` (``fp32``, ``int8-...``) of ``source`` lives: keyed by the model's file contents."""
-    key = fingerprint(source.path, extra=f"onnx-export-v{EXPORT_VERSION};kind={source.kind}")
-    return cache_dir() / "onnx" / f"{key[:24]}-{variant}"
+    return cache_dir() / "onnx" / f"{export_key(source)[:24]}-{variant}"
+
+
+def shipped_artefact(source: ModelSource) -> tuple[Path, dict[str, Any]] | None:
+    """The fp32 graph shipped in ``source``'s ``onnx/`` folder, if it was exported from these very files."""
+    folder = Path(source.path) / SHIPPED_DIR
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("export_key") != export_key(source):
+        return None
+    return folder, manifest
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

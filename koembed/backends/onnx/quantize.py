@@ -63,11 +63,18 @@ DEFAULT_PRESET = "dynamic"
 
 
 def classify_matmuls(model) -> list[tuple[str, str, int]]:
-    """``(node name, role, layer)`` for every MatMul whose second input is a 2-D weight initialiser."""
+    """``(node name, role, layer)`` for every MatMul whose second input is a 2-D weight initialiser.
+
+    A fused ``Attention`` node (one packed Q/K/V projection, see :mod:`koembed.backends.onnx.graph`)
+    counts as its layer's ``qkv``.
+    """
     weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
     producers = {out: node for node in model.graph.node for out in node.output}
     out, layer, pending_qkv = [], 0, 0
     for node in model.graph.node:
+        if node.op_type == "Attention":
+            out.append((node.name, "qkv", layer))
+            continue
         if node.op_type != "MatMul" or len(weights.get(node.input[1], ())) != 2:
             continue
         rows, cols = weights[node.input[1]]
@@ -77,7 +84,7 @@ def classify_matmuls(model) -> list[tuple[str, str, int]]:
             role = "ffn_out"
         elif cols > rows:
             role = "ffn_in"
-        elif src_op in ("Reshape", "Transpose") or pending_qkv >= 3:
+        elif src_op in ("Reshape", "Transpose", "Attention") or pending_qkv >= 3:
             role = "attn_out"
         else:
             role = "qkv"
@@ -105,18 +112,23 @@ def quantize_model(fp32_dir: Path, out_dir: Path, cfg: QuantConfig, manifest: di
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    src = fp32_dir / "model.onnx"
-    model = onnx.load(str(src))
+    from koembed.backends.onnx.graph import restore_fp32
+
+    model = restore_fp32(onnx.load(str(fp32_dir / manifest.get("file", "model.onnx"))))
     selected = nodes_to_quantize(model, cfg)
+    # Dynamic quantisation turns a fused Attention into QAttention; static (QDQ) handles MatMuls only.
+    op_types = ["MatMul", "Attention"] if cfg.method == "dynamic" else ["MatMul"]
+    attention = {n.name for n in model.graph.node if n.op_type == "Attention"}
+    selected = [n for n in selected if "Attention" in op_types or n not in attention]
     target = out_dir / "model-int8.onnx"
     common = dict(
-        op_types_to_quantize=["MatMul"], per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
+        op_types_to_quantize=op_types, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
         weight_type=QuantType.QInt8, nodes_to_quantize=selected,
     )
     # ORT's quantiser prints progress to stdout and warns on the root logger; stdout may be a JSONL stream.
     with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
         if cfg.method == "dynamic":
-            quantize_dynamic(str(src), str(target), **common)
+            quantize_dynamic(model, str(target), **common)
         elif cfg.method == "static":
             from onnxruntime.quantization import CalibrationMethod
 
@@ -124,7 +136,7 @@ def quantize_model(fp32_dir: Path, out_dir: Path, cfg: QuantConfig, manifest: di
                        "entropy": CalibrationMethod.Entropy}
             reader = _CalibrationReader(fp32_dir, manifest, _calibration_texts(cfg.calibration_texts))
             quantize_static(
-                str(src), str(target), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                model, str(target), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                 calibrate_method=methods[cfg.calibrate_method],
                 extra_options={"CalibMovingAverage": cfg.calibrate_method == "minmax"}, **common,
             )
