@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from koembed import errors
-from koembed.backends import BACKENDS
+from koembed.backends import AUTO, BACKEND_CHOICES, resolve_backend
 from koembed.corpus import CorpusStats, Record
 from koembed.errors import IndexRefusedError, InputError, KoembedError
 from koembed.scale.plan import Shard, list_inputs, plan_shards
@@ -56,7 +56,7 @@ class EncodeJobConfig:
     input: str  # a txt/JSONL/Parquet file or a folder of them; local path or pyarrow URI (s3://...)
     output: str  # the vector set folder (all workers must see it: local disk for one machine, NFS for a cluster)
     model: str | None = None
-    backend: str = "torch"
+    backend: str = AUTO  # resolved by the driver, so every worker runs (and the manifest names) one backend
     device: str | None = None  # None: cpu, or cuda when gpus_per_worker > 0
     max_seq_length: int | None = None
     normalize: bool = True
@@ -82,8 +82,8 @@ class EncodeJobConfig:
             raise InputError(f"num_workers must be >= 1, not {self.num_workers}")
         if self.gpus_per_worker < 0:
             raise InputError(f"gpus_per_worker must be >= 0, not {self.gpus_per_worker}")
-        if self.backend not in BACKENDS:
-            raise InputError(f"unknown backend {self.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
+        if self.backend not in BACKEND_CHOICES:
+            raise InputError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
         if self.errors not in ("strict", "replace"):
             raise InputError(f"errors must be 'strict' or 'replace', not {self.errors!r}")
 
@@ -138,6 +138,7 @@ def encode_distributed(config: EncodeJobConfig, *, quiet: bool = True) -> Encode
     files = list_inputs(config.input, config.fmt)
     plan = plan_shards(files, config.shard_rows)
     source = resolve_model(config.model)
+    config.backend = resolve_backend(config.backend, source, config.resolved_device)
     model = {"name": source.name, "fingerprint": model_fingerprint(source, config.normalize),
              "backend": config.backend}
     out = Path(config.output)
@@ -284,13 +285,16 @@ class ShardEncoder:
         c = job["config"]
         self.job = job
         self.config = EncodeJobConfig(**c)
+        options: dict[str, Any] = {}
         if self.config.backend == "torch":
             import torch
 
             torch.set_num_threads(self.config.cpus_per_worker)
+        elif self.config.backend.startswith("onnx"):
+            options["threads"] = self.config.cpus_per_worker
         self.encoder = KoMiniLMEncoder(c["model"], device=self.config.resolved_device,
                                        max_seq_length=c["max_seq_length"], normalize=c["normalize"],
-                                       backend=c["backend"])
+                                       backend=c["backend"], **options)
         if self.encoder.fingerprint != job["model"]["fingerprint"]:
             import socket
 
