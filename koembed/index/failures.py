@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from koembed.errors import IndexRefusedError, KoembedError, WriteError
 
@@ -18,13 +21,17 @@ _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 # How the same reasons read inside SQLite and FAISS messages (FAISS appends strerror to its own text).
 _FULL_TEXT = ("no space left", "disk quota", "database or disk is full", "file too large")
 _READ_ONLY_TEXT = ("readonly database", "read-only file system", "permission denied", "operation not permitted")
-_CORRUPT_TEXT = ("malformed", "not a database", "no such table", "no such file", "unable to open",
-                 "disk i/o error")
+_CORRUPT_TEXT = ("malformed", "not a database", "no such table", "no such file", "unable to open")
+# Less free space than this, and an I/O error is taken for a full disk.
+FULL_BELOW_BYTES = 1 << 20
 
 
 def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-    return str(text)[:200]
+    if getattr(exc, "strerror", None):
+        return str(exc.strerror)
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    system = re.search(r"\(([^()]+)\)\s*$", text)  # FAISS ends its message with the system's reason
+    return (system.group(1) if system and isinstance(exc, RuntimeError) else text)[:200]
 
 
 def write_error(where: object, exc: BaseException, state: str) -> KoembedError | None:
@@ -34,12 +41,22 @@ def write_error(where: object, exc: BaseException, state: str) -> KoembedError |
     """
     code = getattr(exc, "errno", None)
     text = str(exc).lower()
-    if code in _FULL or any(t in text for t in _FULL_TEXT):
+    # SQLite reports a -shm or -wal file it could not grow as a plain I/O error.
+    if code in _FULL or any(t in text for t in _FULL_TEXT) or ("i/o error" in text and _disk_full(where)):
         return WriteError(f"{where}: the disk is full ({_reason(exc)}); {state}; free some space and rerun")
     if code in _READ_ONLY or any(t in text for t in _READ_ONLY_TEXT):
         return WriteError(f"{where}: cannot write here ({_reason(exc)}); {state}; the index can still be searched, "
                           "but changing it needs write access to the folder and its files")
     return None
+
+
+def _disk_full(where: object) -> bool:
+    path = Path(str(where))
+    folder = path if path.is_dir() else path.parent
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -65,7 +82,7 @@ def refused_store(path: object, exc: BaseException) -> KoembedError:
     if "locked" in text or "busy" in text:
         return IndexRefusedError(f"{path}: the document store stayed locked by another process ({_reason(exc)}); "
                                  "retry when it has finished")
-    if any(t in text for t in _CORRUPT_TEXT) or isinstance(exc, sqlite3.DatabaseError | ValueError):
+    if any(t in text for t in _CORRUPT_TEXT) or type(exc) is sqlite3.DatabaseError or isinstance(exc, ValueError):
         return IndexRefusedError(f"{path}: not a readable document store ({_reason(exc)}); the index is corrupt, "
                                  "rebuild it")
     return IndexRefusedError(f"{path}: the document store failed ({_reason(exc)})")

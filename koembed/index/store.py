@@ -247,22 +247,25 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
 
     In a folder this user may write, it is a read-write connection with ``query_only`` set: SQL writes
     are refused, yet SQLite can tidy its WAL files away when the last connection closes (``mode=ro``
-    would leave them behind). Elsewhere ``mode=ro``; and when that cannot open a WAL database (it needs
-    a ``-shm`` file it may not create) with no WAL content pending, ``immutable``.
+    would leave them behind). Elsewhere ``mode=ro``. When either cannot open a WAL database (it needs a
+    ``-shm`` file it could not create: a folder it may not write, a full disk) and no WAL content is
+    pending, ``immutable``.
     """
     if not path.is_file():
         raise sqlite3.OperationalError("no such file")
     if os.access(path.parent, os.W_OK):
         conn = sqlite3.connect(str(path), isolation_level=None, factory=_Connection)
         conn.execute("PRAGMA query_only=1")
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        return conn
-    conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, isolation_level=None, factory=_Connection)
+    else:
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, isolation_level=None,
+                               factory=_Connection)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
     except sqlite3.OperationalError:
+        # No -shm file could be made (a folder it may not write, a full disk): with no WAL content pending
+        # the main file is the whole database.
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise
