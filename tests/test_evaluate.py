@@ -120,12 +120,27 @@ def test_task_registry_and_unknown_task(tmp_path: Path) -> None:
 
 def test_run_task_on_real_data_writes_json(data_dir: Path, tiny_encoder, tmp_path: Path) -> None:
     out = tmp_path / "res.json"
+    from scipy.stats import spearmanr
+
     r = run_task(tiny_encoder, "korsts-dev", max_samples=100, output_json=out)
-    assert r["n"] == 100 and -100 <= r["spearman"] <= 100
     assert json.loads(out.read_text(encoding="utf-8"))["spearman"] == pytest.approx(r["spearman"])
+    # The same scores computed here without the evaluation code: cosine of each pair, then Spearman.
+    pairs = load_sts_pairs("korsts-dev", data_dir, max_samples=100)
+    texts = list(dict.fromkeys(s for p in pairs for s in (p["sentence1"], p["sentence2"])))
+    vec = dict(zip(texts, tiny_encoder.encode(texts), strict=True))
+    cosine = [float(vec[p["sentence1"]] @ vec[p["sentence2"]]) for p in pairs]
+    # (tolerances: float noise may swap two near-equal cosines or ranks, a wrong implementation moves far more)
+    expected = 100 * spearmanr(cosine, [p["score"] for p in pairs])[0]
+    assert r["n"] == 100 and r["spearman"] == pytest.approx(expected, abs=0.05)
     ret = run_task(tiny_encoder, "korquad-retrieval", max_samples=50)
     assert ret["queries"] == 50 and ret["corpus"] == 960
-    assert 0 <= ret["mrr@10"] <= ret["recall@10"] <= ret["recall@100"] <= 1
+    data = load_retrieval_data("korquad-retrieval", data_dir, max_samples=50)
+    doc_ids = list(data.corpus)
+    sims = tiny_encoder.encode(list(data.queries.values())) @ tiny_encoder.encode(list(data.corpus.values())).T
+    ranks = [1 + int((row > row[doc_ids.index(next(iter(data.qrels[q])))]).sum()) for q, row in zip(data.queries, sims,
+                                                                                                    strict=True)]
+    assert ret["mrr@10"] == pytest.approx(np.mean([1 / k if k <= 10 else 0.0 for k in ranks]), abs=0.01)
+    assert ret["recall@100"] == pytest.approx(np.mean([k <= 100 for k in ranks]), abs=0.021)
 
 
 def test_tfidf_baseline_hand_made() -> None:
