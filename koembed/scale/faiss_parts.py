@@ -9,7 +9,11 @@ types (Flat, SQ, PQ without IVF) are merged in memory with ``merge_from``. HNSW 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +99,22 @@ def merge_parts(index: Any, parts: list[Path], lists_file: Path) -> Any:
     if is_ivf(index):
         from faiss.contrib.ondisk import merge_ondisk
 
-        merge_ondisk(index, [str(p) for p in parts], str(lists_file))
+        with _stdout_to_stderr():  # FAISS printf()s "resizing ..." while it grows the file
+            merge_ondisk(index, [str(p) for p in parts], str(lists_file))
         return index
-    for p in parts:
-        other = faiss.read_index(str(p), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
-        index.merge_from(other, 0)
+    for p in parts:  # merge_from empties its source, so a part is read into memory (one at a time), not mapped
+        index.merge_from(faiss.read_index(str(p)), 0)
     return index
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what C code prints to file descriptor 1 to stderr: stdout is for results."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -298,9 +298,18 @@ def _assemble(work: Path, out: Path, spec: Any, dim: int, parts: list[dict[str, 
         if int(merged.ntotal) != total:
             raise IndexRefusedError(f"{work}: the parts hold {merged.ntotal} vectors, the vector sets {total}; "
                                     f"delete {work} and rebuild")
-        index.store.copy_from(work / DOCS)
-        index.adopt(merged, next_row_id=total, trained_on=(nprobe, sample) if sample else None)
-        index.commit()
+        conn = index.store.conn
+        conn.execute("ATTACH DATABASE ? AS built", (str(work / DOCS),))
+        try:
+            index.store.begin()  # the documents commit with the adopted FAISS index, in one transaction
+            conn.execute("INSERT INTO docs (row_id, ext_id, text, metadata) "
+                         "SELECT row_id, ext_id, text, metadata FROM built.docs")
+            conn.execute("INSERT INTO tombstones (row_id) SELECT row_id FROM built.tombstones")
+            index.adopt(merged, next_row_id=total, trained_on=(nprobe, sample) if sample else None)
+            index.commit()
+        finally:
+            index.store.rollback()
+            conn.execute("DETACH DATABASE built")
     finally:
         index.close()
     _move_into_place(staging, out)
