@@ -136,9 +136,10 @@ def test_tsv_and_txt_inputs(tmp_path, tiny_st_dir, capsys):
     out = tmp_path / "tsv-ix"
     assert main(["index", str(tsv), "-o", str(out), "--model", str(tiny_st_dir), "--text-field", "document",
                  "-q"]) == 0
-    assert main(["search", str(out), "별로였다", "-k", "1", "--json", "--filter", "label=0"]) == 0
+    assert main(["search", str(out), "별로였다", "-k", "1", "--json", "--filter", "label=0", "--mode", "dense"]) == 0
     hit = json.loads(capsys.readouterr().out)["hits"][0]
-    assert hit == {"id": "11", "score": pytest.approx(1.0, abs=1e-4), "text": "별로였다", "metadata": {"label": "0"}}
+    assert hit == {"id": "11", "score": pytest.approx(1.0, abs=1e-4), "text": "별로였다", "metadata": {"label": "0"},
+                   "scores": {"dense": pytest.approx(1.0, abs=1e-4), "lexical": None, "fused": None}}
     txt = tmp_path / "lines.txt"
     txt.write_text("첫째 줄\n\n셋째 줄\n", encoding="utf-8")
     assert main(["index", str(txt), "-o", str(tmp_path / "txt-ix"), "--model", str(tiny_st_dir)]) == 0

@@ -285,10 +285,11 @@ def test_not_an_index_and_corrupt_files_are_refused(tmp_path):
 
 
 # The keys manifest.json had when it was an untyped dict: indexes built before the typed Manifest must open,
-# and indexes built now must read the same for an older koembed.
+# and indexes built now must read the same for an older koembed (which keeps "lexical", added with lexical
+# search, as an unknown key).
 FILE_KEYS = {"format", "format_version", "model", "dim", "metric", "index_type", "spec", "spec_reason",
              "search_defaults", "count", "ntotal", "tombstones", "next_row_id", "trained", "generation", "files",
-             "created", "updated", "config", "faiss_file", "calibration"}
+             "created", "updated", "config", "faiss_file", "calibration", "lexical"}
 
 
 def test_manifest_file_format_is_unchanged_and_unknown_keys_survive(tmp_path):

@@ -112,9 +112,9 @@ def _text_index(tmp_path, encoder, texts, metadata=None):
 def test_text_search_uses_the_encoder_and_checks_its_fingerprint(tmp_path, tiny_encoder):
     texts = ["서울 날씨가 맑습니다", "부산 바다에서 수영을 했다", "주식 시장이 크게 올랐다", "고양이가 창밖을 본다"]
     with _text_index(tmp_path, tiny_encoder, texts, [{"topic": t} for t in ["w", "t", "e", "p"]]) as index:
-        hits = search(index, texts, k=1, encoder=tiny_encoder)
+        hits = search(index, texts, k=1, encoder=tiny_encoder, mode="dense")  # the default would be hybrid
         assert [h[0].id for h in hits] == ["t0", "t1", "t2", "t3"]
-        assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
+        assert hits[0][0].score == pytest.approx(1.0, abs=1e-4) and hits[0][0].dense == hits[0][0].score
         [[only]] = search(index, ["서울 날씨"], k=3, encoder=tiny_encoder, filter={"topic": "e"})
         assert only.id == "t2" and only.metadata == {"topic": "e"}
         index.manifest.model.fingerprint = "0" * 32  # as if the index came from another model

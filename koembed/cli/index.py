@@ -19,6 +19,7 @@ from koembed.errors import InputError
 from koembed.index.build import IndexConfig
 from koembed.index.query import DEFAULT_K
 from koembed.index.spec import ALIASES
+from koembed.lexical.analysers import DEFAULT_ANALYSER
 
 _D = {f.name: f.default for f in dataclasses.fields(IndexConfig)}  # input and output have none: required
 
@@ -45,21 +46,31 @@ def index_cmd(
     commit_every: int = typer.Option(_D["commit_every"], "--commit-every", min=1,
                                      help="Documents between commits (min)."),
     device: str | None = typer.Option(_D["device"], "--device", help="cpu, cuda, ... (torch backend)."),
+    lexical: bool = typer.Option(_D["lexical"], "--lexical/--no-lexical",
+                                 help="Give a new index a lexical (BM25) part for hybrid and lexical search."),
+    analyser: str | None = typer.Option(_D["analyser"], "--analyser",
+                                        help="Lexical analyser: bigram, bigram-runs, bigram-raw, kiwi "
+                                             "(default: the index's, else bigram)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes."""
     from koembed.index import build_index
+    from koembed.lexical.part import add_hint
 
     config = IndexConfig(input=input, output=output, model=model, backend=backend, index_type=index_type, fmt=fmt,
                          text_field=text_field, id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad,
                          errors=errors, batch_size=batch_size, chunk_size=chunk_size, commit_every=commit_every,
-                         device=device)
+                         device=device, lexical=lexical, analyser=analyser)
     r = build_index(config, quiet=quiet)
     if not quiet:
         bad = f", {r.bad} bad skipped (first: {'; '.join(r.bad_locations)})" if r.bad else ""
-        print(f"{r.directory}: {r.count} documents ({r.spec}); read {r.read}, added {r.added}, replaced {r.replaced}, "
-              f"unchanged {r.unchanged}, empty {r.empty}{bad}; {r.commits} commits in {r.seconds:.1f} s",
+        lex = f"lexical part: {r.analyser}" if r.analyser else "no lexical part"
+        print(f"{r.directory}: {r.count} documents ({r.spec}; {lex}); read {r.read}, added {r.added}, replaced "
+              f"{r.replaced}, unchanged {r.unchanged}, empty {r.empty}{bad}; {r.commits} commits in {r.seconds:.1f} s",
               file=sys.stderr)
+        if r.analyser is None and lexical:
+            print(f"note: this index has no lexical part, so it searches in dense mode only; add one without "
+                  f"re-encoding: {add_hint(r.directory)}", file=sys.stderr)
 
 
 def parse_filters(items: list[str] | None) -> dict[str, list[str]] | None:
@@ -90,10 +101,18 @@ def search_cmd(
     allow_model_mismatch: bool = typer.Option(False, "--allow-model-mismatch", help="Search with another model."),
     ef_search: int | None = typer.Option(None, "--ef-search", min=1, help="HNSW efSearch for this search."),
     nprobe: int | None = typer.Option(None, "--nprobe", min=1, help="IVF lists probed for this search."),
+    mode: str | None = typer.Option(None, "--mode", help="hybrid|dense|lexical (default: hybrid when the index "
+                                    "has a lexical part, else dense). lexical loads no model."),
+    dense_weight: float | None = typer.Option(None, "--dense-weight", min=0.0, max=1.0,
+                                              help="Hybrid: the dense side's weight W in W*z(dense) + (1-W)*z(lexical) "
+                                                   "(default: the weight the model records, else 0.5)."),
+    fusion: str = typer.Option("convex", "--fusion", help="Hybrid fusion: convex (weighted standardised scores) "
+                               "or rrf (reciprocal ranks)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
     """Search DIR for each query; prints a table, or JSON lines with --json."""
     from koembed.index import Index, load_encoder_for, search
+    from koembed.index.modes import resolve_mode
 
     texts = list(query or [])
     if queries:
@@ -103,30 +122,37 @@ def search_cmd(
     if not texts:
         raise InputError("no queries given: pass a query text or --queries FILE")
     with Index.open(directory) as index:
-        encoder = load_encoder_for(index, model, backend, allow_model_mismatch=allow_model_mismatch)
+        mode = resolve_mode(index, mode)
+        encoder = None
+        if mode != "lexical":
+            encoder = load_encoder_for(index, model, backend, allow_model_mismatch=allow_model_mismatch)
         results = search(index, texts, k=k, filter=parse_filters(filters), encoder=encoder, ef_search=ef_search,
-                          nprobe=nprobe, allow_model_mismatch=allow_model_mismatch)
+                         nprobe=nprobe, allow_model_mismatch=allow_model_mismatch, mode=mode,
+                         dense_weight=dense_weight, fusion=fusion)
     if as_json:
         for i, (q, hits) in enumerate(zip(texts, results, strict=True)):
-            print(json.dumps({"query_index": i, "query": q, "hits": [h.as_dict() for h in hits]}, ensure_ascii=False))
+            print(json.dumps({"query_index": i, "query": q, "mode": mode, "hits": [h.as_dict() for h in hits]},
+                             ensure_ascii=False))
         return
-    _print_tables(texts, results)
+    _print_tables(texts, results, hybrid=mode == "hybrid")
     if not quiet and any(not hits for hits in results):
         print("note: some queries had no hits (empty index or no document matches the filter)", file=sys.stderr)
 
 
-def _print_tables(texts: list[str], results: list[list[Any]]) -> None:
+def _print_tables(texts: list[str], results: list[list[Any]], hybrid: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=sys.stdout)
+    signals = ("dense", "lexical") if hybrid else ()
     for q, hits in zip(texts, results, strict=True):
         table = Table(title=q, title_justify="left")
-        for col in ("#", "score", "id", "text", "metadata"):
+        for col in ("#", "score", *signals, "id", "text", "metadata"):
             table.add_column(col, overflow="fold")
         for rank, h in enumerate(hits, start=1):
             meta = json.dumps(h.metadata, ensure_ascii=False) if h.metadata else ""
-            table.add_row(str(rank), f"{h.score:.4f}", h.id, h.text, meta)
+            extra = [f"{getattr(h, s):.4f}" if getattr(h, s) is not None else "" for s in signals]
+            table.add_row(str(rank), f"{h.score:.4f}", *extra, h.id, h.text, meta)
         console.print(table)
 
 
@@ -153,6 +179,10 @@ def info_cmd(
         ("tombstones", info["tombstones"]), ("generation", info["generation"]), ("created", info["created"]),
         ("updated", info["updated"]), ("size", f"{info['total_bytes'] / 1e6:.2f} MB"),
     ]
+    lex = info.get("lexical")
+    lines.insert(6, ("lexical", f"{lex['analyser']} (BM25 k1 {lex['k1']}, b {lex['b']}; {lex['vocabulary']} tokens, "
+                                f"{lex['postings']} postings)" if lex else "none (dense search only; add it: "
+                                f"koembed add-lexical {info['directory']})"))
     lines += [(f"  {name}", f"{size / 1e6:.2f} MB") for name, size in info["sizes"].items()]
     for key, value in lines:
         print(f"{key:18} {value}")
@@ -186,3 +216,22 @@ def compact_cmd(
         dropped = index.compact()
     if not quiet:
         print(f"compacted: {dropped} removed vectors dropped", file=sys.stderr)
+
+
+@app.command("add-lexical")
+def add_lexical_cmd(
+    directory: str = typer.Argument(..., help="Index directory."),
+    analyser: str = typer.Option(DEFAULT_ANALYSER, "--analyser", help="bigram, bigram-runs, bigram-raw or kiwi."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Give an index made without a lexical part one, from its stored texts: nothing is re-encoded."""
+    from tqdm.auto import tqdm
+
+    from koembed.index import Index
+
+    with Index.open(directory, writable=True) as index:
+        with tqdm(total=index.count, desc="tokenising", unit="doc", disable=quiet, file=sys.stderr) as bar:
+            done = index.add_lexical(analyser, progress=bar.update)
+    if not quiet:
+        print(f"{directory}: lexical part ({analyser}) " + (f"built from {done} stored documents" if done else
+                                                             "already present"), file=sys.stderr)

@@ -31,6 +31,8 @@ from koembed.index.core import Index
 from koembed.index.files import MANIFEST
 from koembed.index.spec import resolve_spec
 from koembed.index.store import metadata_json
+from koembed.lexical.analysers import DEFAULT_ANALYSER, get_analyser
+from koembed.lexical.part import add_hint
 
 
 @dataclass
@@ -54,6 +56,8 @@ class IndexConfig:
     commit_seconds: float = 300.0
     memory_budget: int | None = None  # bytes for the auto rule; None: half the RAM
     device: str | None = None
+    lexical: bool = True  # a new index gets a lexical (BM25) part beside its vectors; False: dense search only
+    analyser: str | None = None  # lexical analyser (koembed.lexical.analysers); None: the index's, else bigram
 
 
 @dataclass
@@ -70,6 +74,7 @@ class BuildResult:
     count: int = 0
     seconds: float = 0.0
     bad_locations: list[str] = field(default_factory=list)
+    analyser: str | None = None  # the index's lexical analyser; None: the index has no lexical part
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,8 +85,15 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
     """Index ``config.input`` into ``config.output`` (created, or upserted into when it is an index)."""
     start = time.perf_counter()
     out = Path(config.output)
+    if config.analyser is not None:
+        get_analyser(config.analyser).check()  # an unknown name or a missing extra, before any work
     existing = Index.open(out, writable=True) if (out / MANIFEST).is_file() else None
     try:
+        if existing is not None and config.analyser is not None:
+            if existing.lexical is None:
+                raise IndexRefusedError(f"{out}: has no lexical part, so --analyser does not apply; add one "
+                                        f"without re-encoding: {add_hint(out)} --analyser {config.analyser}")
+            existing.lexical.check_analyser(config.analyser, out)
         with _readable_input(config) as path:
             # A full validation pass first: malformed input is refused before anything is written.
             stats = CorpusStats()
@@ -101,10 +113,12 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
             index = existing or Index.create(out, encoder.dim, index_type=config.index_type,
                                              expected_count=total, model_name=encoder.model_name,
                                              model_fingerprint=encoder.fingerprint, backend=encoder.backend_name,
-                                             memory_budget=config.memory_budget, config=asdict(config))
+                                             memory_budget=config.memory_budget, config=asdict(config),
+                                             analyser=(config.analyser or DEFAULT_ANALYSER) if config.lexical else None)
             existing = index
             result = BuildResult(directory=str(out), spec=index.manifest.spec, read=stats.read, empty=stats.empty,
-                                 bad=stats.bad, bad_locations=stats.bad_locations)
+                                 bad=stats.bad, bad_locations=stats.bad_locations,
+                                 analyser=index.lexical.info["analyser"] if index.lexical is not None else None)
             index.manifest.config = asdict(config)
             _stream(index, encoder, config, _records(config, path, CorpusStats()), total, result, quiet, on_commit)
             result.count = index.count

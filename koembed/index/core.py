@@ -41,10 +41,12 @@ from koembed.index.files import (
     abandon_new_index,
     faiss_file_name,
     file_checksum,
+    lexical_file_name,
     load_generation,
     lock_dir,
     now,
     prepare_new_index,
+    read_lexical,
     read_manifest,
     remove_orphans,
     unlock_dir,
@@ -60,6 +62,9 @@ from koembed.index.spec import (
     train_faiss,
 )
 from koembed.index.store import DocStore, metadata_json
+from koembed.lexical.analysers import DEFAULT_ANALYSER
+from koembed.lexical.part import LexicalPart, fill_from_store, new_info
+from koembed.lexical.tables import create_tables
 from koembed.vectors import l2_normalize
 
 
@@ -67,11 +72,12 @@ class Index:
     """An open index directory. Use :meth:`create` or :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, directory: Path, manifest: Manifest, store: DocStore, faiss_index: Any,
-                 writable: bool, lock_fd: int | None) -> None:
+                 writable: bool, lock_fd: int | None, lexical: Any = None) -> None:
         self.directory = directory
         self.manifest = manifest
         self.store = store
         self.faiss = faiss_index
+        self.lexical = lexical  # koembed.lexical.part.LexicalPart, or None for an index without a lexical part
         self.writable = writable
         self._lock_fd = lock_fd
         self._dirty = False
@@ -82,8 +88,12 @@ class Index:
     @classmethod
     def create(cls, directory: str | os.PathLike, dim: int, *, index_type: str = "auto", expected_count: int = 0,
                model_name: str | None = None, model_fingerprint: str | None = None, backend: str | None = None,
-               memory_budget: int | None = None, config: dict[str, Any] | None = None) -> Index:
+               memory_budget: int | None = None, config: dict[str, Any] | None = None,
+               analyser: str | None = DEFAULT_ANALYSER) -> Index:
         """Create an empty index in ``directory`` (absent or empty) for ``dim``-dimensional vectors.
+
+        ``analyser`` names the analyser of its lexical part (:mod:`koembed.lexical.analysers`); None makes an
+        index without one (dense search only).
 
         An existing empty folder (or a link to one) is filled, keeping its owner and mode. Creation holds
         the writer lock, so of two processes creating the same index one gets a clear refusal; until
@@ -100,8 +110,10 @@ class Index:
                 manifest = Manifest(dim=int(dim), spec=spec.factory, index_type=index_type,
                                     model=ModelInfo(model_name, model_fingerprint, backend), spec_reason=spec.reason,
                                     search_defaults=dict(spec.search_defaults), created=now(), updated=now(),
-                                    config=config or {})
+                                    config=config or {}, lexical=new_info(analyser) if analyser else None)
                 index = cls(d, manifest, DocStore(d / STORE), new_faiss_index(spec, dim), True, lock_fd)
+                if analyser:
+                    index._start_lexical(manifest.lexical)
                 index.manifest.trained = bool(index.faiss.is_trained)
                 index._dirty = True
                 index.commit()
@@ -135,11 +147,11 @@ class Index:
                 raise IndexRefusedError(f"{d / STORE}: missing; the index is incomplete, rebuild it")
             with writing(d, "nothing was changed"):
                 store = DocStore(d / STORE, readonly=not writable)
-            committed, fi = load_generation(d, store, verify=verify, mmap=False if writable else mmap)
+            committed, fi, lexical = load_generation(d, store, verify=verify, mmap=False if writable else mmap)
             if on_disk.generation > committed.generation:
                 raise IndexRefusedError(f"{d}: {MANIFEST} (generation {on_disk.generation}) is newer than {STORE} "
                                         f"(generation {committed.generation}); rebuild the index")
-            index = cls(d, committed, store, fi, writable, lock_fd)
+            index = cls(d, committed, store, fi, writable, lock_fd, lexical)
             if writable:
                 with writing(d, f"the index is unchanged (generation {committed.generation})"):
                     if on_disk.generation < committed.generation:  # killed after the SQLite commit: finish it
@@ -164,7 +176,7 @@ class Index:
         self.store.snapshot()
         if self.store.committed_manifest().generation == current:
             return False
-        self.manifest, self.faiss = load_generation(self.directory, self.store, verify=True, mmap=None)
+        self.manifest, self.faiss, self.lexical = load_generation(self.directory, self.store, verify=True, mmap=None)
         self._tombstoning = not can_remove(self.faiss)
         self._tombstones_cache = None
         return True
@@ -271,6 +283,10 @@ class Index:
                 self._drop_vectors(old_row_ids)
                 self.store.delete_rows(old_row_ids)
             self.store.insert((int(r), e, t, m) for r, (e, t, m) in zip(row_ids, rows, strict=True))
+            if self.lexical is not None:  # the tokens go in the same transaction as their documents
+                if len(old_row_ids):
+                    self.lexical.remove(self.store.conn, old_row_ids)
+                self.lexical.add(self.store.conn, row_ids, [t for _, t, _ in rows])
         self.manifest.next_row_id = start + len(rows)
         self._dirty = True
         if commit:
@@ -288,6 +304,8 @@ class Index:
             self.store.begin()
             self._drop_vectors(row_ids)
             self.store.delete_rows(row_ids)
+            if self.lexical is not None:
+                self.lexical.remove(self.store.conn, row_ids)
         self._dirty = True
         if commit:
             self.commit()
@@ -316,6 +334,29 @@ class Index:
         self._dirty = True
         self.commit()
         return len(dead)
+
+    def add_lexical(self, analyser: str = DEFAULT_ANALYSER, *, progress: Any = None) -> int:
+        """Give an index made without a lexical part one, from its stored texts (nothing is re-encoded).
+
+        Returns how many documents were tokenised (0 if the index already has a lexical part with this
+        analyser; another analyser is refused). ``progress(n)`` is called after each batch.
+        """
+        self._require_writable()
+        if self.lexical is not None:
+            self.lexical.check_analyser(analyser, self.directory)
+            return 0
+        info = new_info(analyser)
+        with self._changing():
+            self.store.begin()
+            self._start_lexical(info)
+            done = fill_from_store(self.store.conn, self.lexical, progress)
+        self._dirty = True
+        self.commit()
+        return done
+
+    def _start_lexical(self, info: dict[str, Any]) -> None:
+        create_tables(self.store.conn)
+        self.lexical = LexicalPart(info, None)
 
     def _drop_vectors(self, row_ids: np.ndarray) -> None:
         if self._tombstoning:
@@ -353,6 +394,7 @@ class Index:
         self.manifest = self.store.committed_manifest()
         self.faiss = faiss.read_index(str(self.directory / self.manifest.faiss_file))
         apply_search_defaults(self.faiss, self.manifest.search_defaults)
+        self.lexical = read_lexical(self.directory, self.manifest, verify=False)
         self._tombstones_cache = None
         self._dirty = False
 
@@ -363,14 +405,21 @@ class Index:
             return
         self._require_writable()
         previous = self.manifest.faiss_file
+        previous_lexical = (self.manifest.lexical or {}).get("file")
         gen = self.generation + 1
         name = faiss_file_name(gen)
+        lexical_name = None
         with writing(self.directory, f"nothing was committed; the index is unchanged (generation {gen - 1})"):
             try:
                 self._write_faiss(name)
+                files = {name: file_checksum(self.directory / name)}
+                if self.lexical is not None:  # its BM25 file, rewritten only when documents changed
+                    lexical_name = self._write_lexical(gen) if self.lexical.dirty else previous_lexical
+                    files[lexical_name] = (self.manifest.files[lexical_name] if lexical_name == previous_lexical
+                                           else file_checksum(self.directory / lexical_name))
                 m = self.manifest.copy(generation=gen, faiss_file=name, ntotal=int(self.faiss.ntotal),
-                                       files={name: file_checksum(self.directory / name)}, updated=now(),
-                                       trained=bool(self.faiss.is_trained))
+                                       files=files, updated=now(), trained=bool(self.faiss.is_trained),
+                                       lexical=None if self.lexical is None else dict(self.lexical.info))
                 self.store.begin()
                 m.count = self.store.count()
                 m.tombstones = len(self.store.tombstones())
@@ -379,23 +428,31 @@ class Index:
             except BaseException:
                 if gen > 0:  # back to what the store says is committed (a create has nothing to go back to)
                     self._abort()
-                if self.generation != gen:  # the new file belongs to no commit
+                if self.generation != gen:  # the new files belong to no commit
                     (self.directory / name).unlink(missing_ok=True)
+                    if lexical_name and lexical_name != previous_lexical:
+                        (self.directory / lexical_name).unlink(missing_ok=True)
                 raise
         self.manifest = m
         self._dirty = False
+        if self.lexical is not None:
+            self.lexical.committed()
         with writing(self.directory, f"generation {gen} is committed, but {MANIFEST} still describes the one "
                                      "before it (the next write repairs it)"):
             self._write_manifest()
         # The previous generation's file stays until the next commit: a reader that took its snapshot just
         # before this commit may not have opened that file yet.
-        remove_orphans(self.directory, keep={name, previous or name})
+        keep = {name, previous or name} | {f for f in (lexical_name, previous_lexical) if f}
+        remove_orphans(self.directory, keep=keep)
 
     def _write_faiss(self, name: str) -> None:
         import faiss
 
         with atomic_path(self.directory / name) as tmp:
             faiss.write_index(self.faiss, str(tmp))
+
+    def _write_lexical(self, generation: int) -> str:
+        return self.lexical.write(self.store.conn, self.directory, generation)
 
     def _store_commit(self) -> None:
         self.store.commit()
@@ -409,7 +466,8 @@ class Index:
 
     def _remove_orphans(self) -> None:
         gen = self.generation
-        remove_orphans(self.directory, keep={faiss_file_name(gen), faiss_file_name(max(gen - 1, 0))})
+        lexical = {(self.manifest.lexical or {}).get("file"), lexical_file_name(max(gen - 1, 0))} - {None}
+        remove_orphans(self.directory, keep={faiss_file_name(gen), faiss_file_name(max(gen - 1, 0))} | lexical)
         (self.directory / CREATING).unlink(missing_ok=True)  # a create killed after its manifest was written
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -433,5 +491,5 @@ class Index:
                 "dim": self.dim, "model": m.model.as_dict(), "metric": m.metric,
                 "search_defaults": dict(m.search_defaults), "ntotal": int(self.faiss.ntotal),
                 "tombstones": int(len(self.tombstones())), "generation": self.generation,
-                "created": m.created, "updated": m.updated,
+                "created": m.created, "updated": m.updated, "lexical": m.lexical,
                 "sizes": sizes, "total_bytes": sum(sizes.values())}

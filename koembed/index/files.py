@@ -26,8 +26,11 @@ LOCK = ".lock"
 # Present while Index.create fills a folder: proof that the files beside it are an unfinished koembed index.
 CREATING = ".koembed-creating"
 FAISS_FILE = re.compile(r"index\.(\d{6,})\.faiss")
-# The temporary files koembed.atomic makes for the manifest and FAISS files: .NAME.PID.RANDOM.tmp
-TEMP_FILE = re.compile(r"\.(manifest\.json|index\.\d{6,}\.faiss)\.(\d+)\.[A-Za-z0-9_]+\.tmp")
+# The BM25 matrix of the lexical part (koembed.lexical.part), written by the generation in its name.
+LEXICAL_FILE = re.compile(r"lexical\.(\d{6,})\.safetensors")
+# The temporary files koembed.atomic makes for the manifest, FAISS and BM25 files: .NAME.PID.RANDOM.tmp
+TEMP_FILE = re.compile(r"\.(manifest\.json|index\.\d{6,}\.faiss|lexical\.\d{6,}\.safetensors)"
+                       r"\.(\d+)\.[A-Za-z0-9_]+\.tmp")
 # SQLite's own files beside the store (WAL mode; -journal from indexes written before it).
 STORE_SIDECARS = (STORE + "-wal", STORE + "-shm", STORE + "-journal")
 # Read-only opens memory-map FAISS files at least this big instead of reading them into RAM.
@@ -42,10 +45,14 @@ def faiss_file_name(generation: int) -> str:
     return f"index.{generation:06d}.faiss"
 
 
+def lexical_file_name(generation: int) -> str:
+    return f"lexical.{generation:06d}.safetensors"
+
+
 def is_koembed_file(name: str) -> bool:
     """Whether koembed writes files of this exact name in an index folder (and so may delete them)."""
     return (name in (MANIFEST, STORE, LOCK, CREATING, *STORE_SIDECARS) or FAISS_FILE.fullmatch(name) is not None
-            or TEMP_FILE.fullmatch(name) is not None)
+            or LEXICAL_FILE.fullmatch(name) is not None or TEMP_FILE.fullmatch(name) is not None)
 
 
 def file_checksum(path: Path) -> dict[str, Any]:
@@ -153,15 +160,16 @@ def unlock_dir(fd: int | None) -> None:
 
 
 def remove_orphans(d: Path, keep: set[str]) -> None:
-    """Delete FAISS files of generations not in ``keep`` and temp files of writers that were killed.
+    """Delete FAISS and BM25 files of generations not in ``keep`` and temp files of writers that were killed.
 
-    Only names koembed writes are touched (``index.NNNNNN.faiss``, and ``.NAME.PID.XXXX.tmp`` of a pid
-    that is gone); a user's ``index.backup.faiss`` or ``.notes.tmp`` stays.
+    Only names koembed writes are touched (``index.NNNNNN.faiss``, ``lexical.NNNNNN.safetensors``, and
+    ``.NAME.PID.XXXX.tmp`` of a pid that is gone); a user's ``index.backup.faiss`` or ``.notes.tmp`` stays.
     """
     with contextlib.suppress(OSError):
         for entry in os.scandir(d):
             temp = TEMP_FILE.fullmatch(entry.name)
-            orphan = FAISS_FILE.fullmatch(entry.name) and entry.name not in keep
+            generation_file = FAISS_FILE.fullmatch(entry.name) or LEXICAL_FILE.fullmatch(entry.name)
+            orphan = generation_file and entry.name not in keep
             if orphan or (temp and int(temp.group(2)) != os.getpid() and not pid_running(int(temp.group(2)))):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
@@ -172,8 +180,28 @@ def remove_orphans(d: Path, keep: set[str]) -> None:
 GENERATION_RETRIES = 20
 
 
-def load_generation(d: Path, store: Any, *, verify: bool, mmap: bool | None) -> tuple[Manifest, Any]:
-    """The committed manifest and the FAISS index of one generation, both as of one store snapshot.
+def read_lexical(d: Path, committed: Manifest, *, verify: bool) -> Any:
+    """The lexical part ``committed`` describes (None for an index without one), its BM25 file verified."""
+    if committed.lexical is None:
+        return None
+    from koembed.lexical.part import LexicalPart
+
+    name = committed.lexical.get("file")
+    if name:
+        entry = committed.files.get(name)
+        if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int)):
+            raise IndexRefusedError(f"{d / STORE}: the committed manifest names the lexical file {name} without its "
+                                    "checksum; the index is corrupt, rebuild it")
+        if verify:
+            verify_file(d, name, entry)
+    try:
+        return LexicalPart.load(d, committed.lexical)
+    except FileNotFoundError:
+        raise GenerationGone(f"{d / str(name)}: missing; the index is incomplete, rebuild it") from None
+
+
+def load_generation(d: Path, store: Any, *, verify: bool, mmap: bool | None) -> tuple[Manifest, Any, Any]:
+    """The committed manifest, the FAISS index and the lexical part of one generation, as of one store snapshot.
 
     A read-only store first takes a fresh snapshot (and keeps it: the caller's later reads see the same
     generation); a writer's store is the latest commit already.
@@ -194,12 +222,13 @@ def load_generation(d: Path, store: Any, *, verify: bool, mmap: bool | None) -> 
             if verify:
                 verify_file(d, name, committed.files[name])
             fi = read_faiss(d, committed, mmap=mmap)
+            lexical = read_lexical(d, committed, verify=verify)
         except GenerationGone:
             if not store.readonly or attempt == GENERATION_RETRIES - 1:
                 raise
             continue
         apply_search_defaults(fi, committed.search_defaults)
-        return committed, fi
+        return committed, fi, lexical
     raise AssertionError("unreachable")
 
 

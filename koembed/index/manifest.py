@@ -23,6 +23,7 @@ _TYPES: dict[str, type] = {
     "dim": int, "spec": str, "index_type": str, "metric": str, "spec_reason": str, "search_defaults": dict,
     "count": int, "ntotal": int, "tombstones": int, "next_row_id": int, "trained": bool, "generation": int,
     "files": dict, "created": str, "updated": str, "config": dict, "calibration": dict, "faiss_file": str,
+    "lexical": dict,
 }
 
 
@@ -65,6 +66,9 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)  # the IndexConfig of the last build
     calibration: dict[str, Any] | None = None  # how the default nprobe was chosen (IVF only)
     faiss_file: str | None = None  # None only before the first commit
+    # The lexical part (koembed.lexical.part.new_info): analyser, BM25 constants, its file and counts; None for an
+    # index without one (all indexes made before lexical search existed).
+    lexical: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept as they were
 
     _REQUIRED = ("dim", "spec", "generation", "files")
@@ -96,7 +100,7 @@ class Manifest:
             if f.name in ("model", "extra"):
                 continue
             value = getattr(self, f.name)
-            if f.name in ("calibration", "faiss_file") and value is None:
+            if f.name in ("calibration", "faiss_file", "lexical") and value is None:
                 continue
             out[f.name] = value
         return out | self.extra
@@ -117,7 +121,8 @@ class Manifest:
     def copy(self, **changes: Any) -> Manifest:
         """A deep-enough copy (nested dicts copied) with ``changes`` applied."""
         m = dataclasses.replace(self, model=dataclasses.replace(self.model), search_defaults=dict(self.search_defaults),
-                                files=dict(self.files), config=dict(self.config), extra=dict(self.extra))
+                                files=dict(self.files), config=dict(self.config), extra=dict(self.extra),
+                                lexical=None if self.lexical is None else dict(self.lexical))
         for key, value in changes.items():
             setattr(m, key, value)
         return m

@@ -28,15 +28,24 @@ MAX_EF_SEARCH = 4096
 
 
 class Hit(NamedTuple):
-    """One search result. A named tuple: a batch search builds many, and tuples are the cheapest to build."""
+    """One search result. A named tuple: a batch search builds many, and tuples are the cheapest to build.
+
+    ``score`` is what the mode ranks by: the cosine similarity (dense), the BM25 score (lexical) or the
+    fused score (hybrid). ``dense``, ``lexical`` and ``fused`` are the signals behind it, None where the
+    mode did not compute one (a dense hit has ``dense == score`` and no lexical score).
+    """
 
     id: str
-    score: float  # cosine similarity
+    score: float
     text: str
     metadata: dict[str, Any]
+    dense: float | None = None
+    lexical: float | None = None
+    fused: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": self.score, "text": self.text, "metadata": self.metadata}
+        return {"id": self.id, "score": self.score, "text": self.text, "metadata": self.metadata,
+                "scores": {"dense": self.dense, "lexical": self.lexical, "fused": self.fused}}
 
 
 def load_encoder_for(index: Index, model: str | None = None, backend: str | None = None, *,
@@ -70,48 +79,79 @@ def search(
     *,
     allow_model_mismatch: bool = False,
     batch_size: int = 64,
+    mode: str | None = None,
+    dense_weight: float | None = None,
+    fusion: str = "convex",
 ) -> list[list[Hit]]:
-    """Return, for each query, up to ``k`` hits sorted by decreasing cosine similarity.
+    """Return, for each query, up to ``k`` hits, best first.
 
-    ``index`` is an open :class:`Index` or a directory (opened read-only for this call). Text queries
-    are encoded with ``encoder`` or, if None, with the model named in the index manifest; its
-    fingerprint must match the index's unless ``allow_model_mismatch``. ``filter`` keeps documents
+    ``index`` is an open :class:`Index` or a directory (opened read-only for this call). ``mode`` is
+    ``dense`` (cosine similarity; the only mode for query vectors), ``lexical`` (BM25 over the index's
+    analyser; loads no model) or ``hybrid`` (both, fused: :mod:`koembed.index.modes`); None means hybrid
+    for text queries on an index with a lexical part, else dense. Text queries are encoded with ``encoder``
+    or, if None, with the model named in the index manifest; its fingerprint must match the index's unless
+    ``allow_model_mismatch``. Hybrid fuses with ``fusion`` (``convex`` or ``rrf``); ``dense_weight`` (the
+    convex weight of the dense side) defaults to the one the model records. ``filter`` keeps documents
     whose metadata equals every ``key: value`` (a list value matches any of its items; ``"1"`` and ``1``
     match each other, see :func:`koembed.index.store.filter_equivalents`).
     """
+    from koembed.index.modes import dense_weight_for, hybrid_search, lexical_search, resolve_mode
+
     if k < 1:
         raise InputError(f"k must be >= 1, got {k}")
     owned = not isinstance(index, Index)
     idx = Index.open(index) if owned else index
     try:
-        vectors = _query_vectors(idx, queries, encoder, allow_model_mismatch, batch_size)
-        scores, row_ids = search_vectors(idx, vectors, k, filter=filter, ef_search=ef_search, nprobe=nprobe)
-        return hits_from(idx, scores, row_ids)
+        is_vectors = isinstance(queries, np.ndarray)
+        mode = resolve_mode(idx, "dense" if is_vectors and mode is None else mode)
+        if is_vectors and mode != "dense":
+            raise InputError(f"{mode} search needs query texts; query vectors can only be searched in dense mode")
+        texts = None if is_vectors else _query_texts(queries)
+        if mode == "lexical":
+            scores, row_ids = lexical_search(idx, texts, k, filter)
+            return hits_from(idx, scores, row_ids, lexical=scores)
+        if is_vectors:
+            if queries.size == 0:
+                raise InputError("no queries given; pass at least one query")
+            vectors = queries
+        else:
+            encoder = _encoder(idx, encoder, allow_model_mismatch)
+            vectors = encoder.encode(texts, batch_size=batch_size)
+        if mode == "dense":
+            scores, row_ids = search_vectors(idx, vectors, k, filter=filter, ef_search=ef_search, nprobe=nprobe)
+            return hits_from(idx, scores, row_ids, dense=scores)
+        weight = dense_weight if dense_weight is not None else dense_weight_for(encoder, idx)
+        fused, row_ids, dense, lexical = hybrid_search(idx, texts, vectors, k, filter=filter, dense_weight=weight,
+                                                       fusion_method=fusion, ef_search=ef_search, nprobe=nprobe)
+        return hits_from(idx, fused, row_ids, dense=dense, lexical=lexical, fused=fused)
     finally:
         if owned:
             idx.close()
 
 
-def hits_from(idx: Index, scores: np.ndarray, row_ids: np.ndarray) -> list[list[Hit]]:
-    """Turn FAISS results into hits: one SQLite query fetches the ids, texts and metadata of all of them."""
+def hits_from(idx: Index, scores: np.ndarray, row_ids: np.ndarray, *, dense: np.ndarray | None = None,
+              lexical: np.ndarray | None = None, fused: np.ndarray | None = None) -> list[list[Hit]]:
+    """Turn result arrays into hits: one SQLite query fetches the ids, texts and metadata of all of them.
+
+    ``dense``, ``lexical`` and ``fused`` (same shape as ``scores``, NaN for none) fill the hits' signals.
+    """
     docs = idx.store.fetch(r for r in np.unique(row_ids).tolist() if r >= 0)
     get = docs.get
+    lists = [None if a is None else np.asarray(a, dtype=np.float64).tolist() for a in (dense, lexical, fused)]
     out = []
-    for srow, rrow in zip(scores.tolist(), row_ids.tolist(), strict=True):
+    for qi, (srow, rrow) in enumerate(zip(scores.tolist(), row_ids.tolist(), strict=True)):
+        sig = [None if a is None else a[qi] for a in lists]
         hits = []
-        for s, r in zip(srow, rrow, strict=True):
+        for j, (s, r) in enumerate(zip(srow, rrow, strict=True)):
             doc = get(r)
             if doc is not None:
-                hits.append(Hit(doc[0], s, doc[1], doc[2]))
+                d, lx, f = (None if a is None or a[j] != a[j] else a[j] for a in sig)  # NaN: not computed
+                hits.append(Hit(doc[0], s, doc[1], doc[2], d, lx, f))
         out.append(hits)
     return out
 
 
-def _query_vectors(idx: Index, queries: Any, encoder: Any, allow_model_mismatch: bool, batch_size: int) -> np.ndarray:
-    if isinstance(queries, np.ndarray):
-        if queries.size == 0:
-            raise InputError("no queries given; pass at least one query")
-        return queries
+def _query_texts(queries: Any) -> list[str]:
     if isinstance(queries, str):
         queries = [queries]
     queries = list(queries)
@@ -122,12 +162,15 @@ def _query_vectors(idx: Index, queries: Any, encoder: Any, allow_model_mismatch:
     empty = [i + 1 for i, q in enumerate(queries) if not normalize(q)]
     if empty:
         raise InputError(f"query {empty[0]} is empty; remove empty queries")
+    return queries
+
+
+def _encoder(idx: Index, encoder: Any, allow_model_mismatch: bool) -> Any:
     if encoder is None:
-        encoder = load_encoder_for(idx, allow_model_mismatch=allow_model_mismatch)
-    else:
-        idx.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch,
-                        name=getattr(encoder, "model_name", None))
-    return encoder.encode(queries, batch_size=batch_size)
+        return load_encoder_for(idx, allow_model_mismatch=allow_model_mismatch)
+    idx.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch,
+                    name=getattr(encoder, "model_name", None))
+    return encoder
 
 
 def search_vectors(idx: Index, queries: np.ndarray, k: int, *, filter: dict[str, Any] | None = None,
