@@ -1,20 +1,32 @@
 """Evaluating search as a user runs it: an index, a mode (dense, lexical, hybrid), a retrieval task.
 
-The dev/report split used to choose analysers and to tune a model's dense weight lives here, so that
-every script tunes on the same half and reports on the other: KorQuAD dev's articles in file order,
-the first half of them (their questions) for tuning, the second half for reporting. Both halves search
-the whole corpus of paragraphs.
+:func:`evaluate_search` indexes a task's corpus with koembed's own index (or takes an index the user
+built, matching its hits to the corpus by text) and searches it through :func:`koembed.index.search`,
+so the numbers are those of ``koembed index`` + ``koembed search``, defaults included.
+
+The dev/report split used to choose analysers and to tune a model's dense weight lives here too, so
+that every script tunes on the same half and reports on the other: KorQuAD dev's articles in file
+order, the first half of them (their questions) for tuning, the second half for reporting. Both
+halves search the whole corpus of paragraphs.
 """
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from koembed.evaluate import RetrievalData, find_task, load_retrieval_data
+import numpy as np
+
+from koembed.errors import InputError
+from koembed.evaluate import RetrievalData, find_task, load_retrieval_data, ranking_metrics
 from koembed.korean_data import read_korquad
 from koembed.paths import data_dir as default_data_dir
 
 HALVES = ("tune", "report")
+# Hits per query: enough for Recall@100.
+EVAL_K = 100
 
 
 def korquad_halves(data_dir: str | Path | None = None) -> dict[str, RetrievalData]:
@@ -30,3 +42,80 @@ def korquad_halves(data_dir: str | Path | None = None) -> dict[str, RetrievalDat
         keep = [q for q in data.queries if (titles[q] in first) == (half == "tune")]
         out[half] = RetrievalData(data.corpus, {q: data.queries[q] for q in keep}, {q: data.qrels[q] for q in keep})
     return out
+
+
+def task_data(task: str, data_dir: str | Path | None = None, half: str | None = None,
+              max_samples: int | None = None) -> RetrievalData:
+    """A retrieval task's data, optionally one half of KorQuAD dev and/or its first ``max_samples`` queries."""
+    if half is not None:
+        if find_task(task).name != "korquad-retrieval":
+            raise InputError(f"--half applies to korquad-retrieval only, not {task}")
+        if half not in HALVES:
+            raise InputError(f"--half must be one of {', '.join(HALVES)}, not {half!r}")
+        data = korquad_halves(data_dir)[half]
+    else:
+        data = load_retrieval_data(task, data_dir)
+    if max_samples is not None:
+        keep = list(data.queries)[:max_samples]
+        data = RetrievalData(data.corpus, {q: data.queries[q] for q in keep}, {q: data.qrels[q] for q in keep})
+    return data
+
+
+def build_corpus_index(directory: str | Path, corpus: dict[str, str], encoder: Any = None, *,
+                       analyser: str | None = "bigram", batch_size: int = 64) -> Any:
+    """Index ``corpus`` (id -> text) with ``encoder``'s vectors; with no encoder, placeholder vectors (lexical only)."""
+    from koembed.index import Index
+
+    ids, texts = list(corpus), list(corpus.values())
+    if encoder is None:
+        index = Index.create(directory, 1, index_type="flat", analyser=analyser)
+        vectors = np.ones((len(texts), 1), np.float32)
+    else:
+        index = Index.create(directory, encoder.dim, index_type="auto", expected_count=len(texts),
+                             model_name=encoder.model_name, model_fingerprint=encoder.fingerprint,
+                             backend=getattr(encoder, "backend_name", None), analyser=analyser)
+        vectors = encoder.encode(texts, batch_size=batch_size)
+    index.add_vectors(ids, vectors, texts)
+    return index
+
+
+def evaluate_search(data: RetrievalData, *, encoder: Any = None, index: Any = None, mode: str | None = None,
+                    dense_weight: float | None = None, fusion: str = "convex", batch_size: int = 64,
+                    k: int = EVAL_K) -> dict[str, Any]:
+    """Search ``data``'s queries in ``mode`` and score the rankings (MRR@10, Recall@1/5/10/100, nDCG@10).
+
+    ``index``: an open index or a directory; its hits count as a corpus document when their text is that
+    document's text. Without one, the corpus is indexed in a temporary folder with ``encoder`` (lexical
+    mode needs none). ``mode`` None: the index's default (hybrid where it has a lexical part).
+    """
+    from koembed.index import Index, search
+
+    start = time.perf_counter()
+    qids = [q for q in data.queries if q in data.qrels]
+    texts = [data.queries[q] for q in qids]
+    with tempfile.TemporaryDirectory(prefix="koembed-eval-") as tmp:
+        owned = not isinstance(index, Index)
+        if index is None:
+            index = build_corpus_index(Path(tmp) / "ix", data.corpus, None if mode == "lexical" else encoder,
+                                       batch_size=batch_size)
+        elif owned:
+            index = Index.open(index)
+        try:
+            used = _mode(index, mode)
+            results = search(index, texts, k=k, encoder=encoder if used != "lexical" else None, mode=used,
+                             dense_weight=dense_weight, fusion=fusion, batch_size=batch_size)
+        finally:
+            if owned:
+                index.close()
+    doc_of_text = {t: d for d, t in data.corpus.items()}
+    rankings = {q: [doc_of_text.get(h.text, f"(not in corpus) {h.id}") for h in hits]
+                for q, hits in zip(qids, results, strict=True)}
+    metrics = ranking_metrics(rankings, {q: data.qrels[q] for q in qids})
+    return metrics | {"mode": used, "queries": len(qids), "corpus": len(data.corpus),
+                      "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _mode(index: Any, mode: str | None) -> str:
+    from koembed.index.modes import resolve_mode
+
+    return resolve_mode(index, mode)

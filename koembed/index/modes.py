@@ -140,7 +140,10 @@ def hybrid_search(idx: Any, texts: list[str], vectors: np.ndarray, k: int, *, fi
             fused = fusion.rrf(dense_ranked, np.where(in_lexical, lexical, np.nan), cand)
         else:
             fused = fusion.convex(dense, lexical, dense_weight)
-        top = fusion.order(fused, cand)[:k]
+        top = fusion.order(fused, cand)
+        if fusion_method == "convex" and dense_weight == 0.0:  # no dense say: only lexical matches, as lexical mode
+            top = top[lexical[top] > 0]
+        top = top[:k]
         rows_out.append(cand[top])
         fused_out.append(fused[top])
         dense_out.append(dense[top])
