@@ -31,10 +31,10 @@ def write_docs(path: Path, version: int = 0, n: int | None = None) -> Path:
     return path
 
 
-def build(directory: Path, docs: Path, model: Path) -> Path:
+def build(directory: Path, docs: Path, model: Path, lexical: bool = True) -> Path:
     from koembed.index import IndexConfig, build_index
 
-    build_index(IndexConfig(input=str(docs), output=str(directory), model=str(model)), quiet=True)
+    build_index(IndexConfig(input=str(docs), output=str(directory), model=str(model), lexical=lexical), quiet=True)
     return directory
 
 

@@ -24,7 +24,7 @@ from koembed.server.run import bind_warning  # noqa: E402
 def indexes(tmp_path_factory, tiny_st_dir):
     root = tmp_path_factory.mktemp("serve-api")
     main_ix = build(root / "news", write_docs(root / "news.jsonl"), tiny_st_dir)
-    small = build(root / "small", write_docs(root / "small.jsonl", n=6), tiny_st_dir)
+    small = build(root / "small", write_docs(root / "small.jsonl", n=6), tiny_st_dir, lexical=False)  # dense only
     return {"news": main_ix, "small": small}
 
 
@@ -61,7 +61,9 @@ def test_healthz_and_info(client, tiny_encoder):
     by_name = {i["name"]: i for i in info["indexes"]}
     assert by_name["news"]["count"] == len(TEXTS) and by_name["small"]["count"] == 6
     assert by_name["news"]["type"] == "Flat" and by_name["news"]["generation"] >= 0
-    assert info["default_mode"] in info["modes"] and "dense" in info["modes"]
+    assert info["modes"] == ["hybrid", "dense", "lexical"]
+    assert by_name["news"]["modes"] == info["modes"] and by_name["news"]["default_mode"] == "hybrid"
+    assert by_name["small"]["modes"] == ["dense"] and by_name["small"]["default_mode"] == "dense"
     assert info["limits"]["max_k"] == 20 and info["auth"] is False
     assert "directory" not in json.dumps(info)  # no server paths beyond the model's name
 
@@ -71,6 +73,7 @@ def test_search_finds_the_document_and_returns_its_fields(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["mode"] == "dense" and body["k"] == 3 and [i["name"] for i in body["indexes"]] == ["news"]
+    assert body["indexes"][0]["mode"] == "dense"
     results = body["indexes"][0]["results"]
     assert [x["query"] for x in results] == [TEXTS[5], TEXTS[40]]
     top = results[0]["hits"][0]
@@ -80,6 +83,27 @@ def test_search_finds_the_document_and_returns_its_fields(client):
     assert all(len(x["hits"]) == 3 for x in results)
     scores = [h["score"] for h in results[0]["hits"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_lexical_and_hybrid_modes(client):
+    for mode in ("lexical", "hybrid"):
+        body = client.post("/search", json={"queries": [TEXTS[7]], "k": 5, "mode": mode, "index": "news"}).json()
+        ix = body["indexes"][0]
+        assert body["mode"] == mode and ix["mode"] == mode
+        top = ix["results"][0]["hits"][0]
+        assert top["id"] == "t7"
+        signals = {name for name, v in top["scores"].items() if v is not None}
+        assert signals == ({"lexical"} if mode == "lexical" else {"dense", "lexical", "fused"})
+        assert top["score"] == top["scores"]["lexical" if mode == "lexical" else "fused"]
+    # No mode: each index answers in its own default (hybrid where it has a lexical part).
+    body = client.post("/search", json={"queries": [TEXTS[7]], "k": 2}).json()
+    assert body["mode"] is None and [i["mode"] for i in body["indexes"]] == ["hybrid", "dense"]
+    body = client.post("/search", json={"queries": [TEXTS[7]], "k": 2, "index": "news", "mode": "hybrid",
+                                        "fusion": "rrf", "dense_weight": 0.3}).json()
+    assert body["indexes"][0]["results"][0]["hits"][0]["id"] == "t7"
+    # A lexical query that matches nothing returns no hits rather than failing.
+    body = client.post("/search", json={"queries": ["zqxj"], "mode": "lexical", "index": "news"}).json()
+    assert body["indexes"][0]["results"][0]["hits"] == []
 
 
 def test_search_filters_and_several_indexes(client):
@@ -143,6 +167,12 @@ BAD = [
     ("/search", {"queries": ["a"], "k": 21}, 422, "k", "max_k"),
     ("/search", {"queries": ["a"], "k": "ten"}, 422, "k", "integer"),
     ("/search", {"queries": ["a"], "mode": "fuzzy"}, 422, "mode", "dense"),
+    ("/search", {"queries": ["a"], "mode": "lexical"}, 422, "mode", "'small' has no lexical part"),
+    ("/search", {"queries": ["a"], "mode": "hybrid", "index": "small"}, 422, "mode", "no lexical part"),
+    ("/search", {"queries": ["a"], "mode": "dense", "dense_weight": 0.5}, 422, "dense_weight", "only hybrid"),
+    ("/search", {"queries": ["a"], "fusion": "rrf", "index": "news"}, 422, "fusion", "only hybrid"),
+    ("/search", {"queries": ["a"], "mode": "hybrid", "dense_weight": 1.5}, 422, "dense_weight", "1"),
+    ("/search", {"queries": ["a"], "mode": "hybrid", "fusion": "max"}, 422, "fusion", "rrf"),
     ("/search", {"queries": ["a"], "index": "nope"}, 404, "index", "news, small"),
     ("/search", {"queries": ["a"], "index": "../../etc"}, 404, "index", "unknown index"),
     ("/search", {"queries": ["a"], "index": []}, 422, "index", "empty"),

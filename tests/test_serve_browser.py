@@ -75,8 +75,9 @@ def _open(browser, url: str, viewport: dict) -> tuple[object, list[str]]:
 
 def _search(page, query: str) -> list[str]:
     page.fill("#query", query)
-    page.press("#query", "Enter")
-    page.wait_for_selector(".hit .text")
+    with page.expect_response(lambda r: r.url.endswith("/search")):
+        page.press("#query", "Enter")
+    page.wait_for_function("() => !document.getElementById('go').disabled")  # the results are drawn
     return page.locator(".hit .text").all_inner_texts()
 
 
@@ -97,8 +98,13 @@ def test_korean_search_on_a_phone_and_a_desktop(browser, index_dir, tiny_encoder
         assert page.locator("#auth").is_hidden()  # no key set: no key field
         assert "news" in page.inner_text("#model") and "62건" in page.inner_text("#model")
         modes = page.locator("#modes input").evaluate_all("els => els.map(e => e.value)")
-        assert "dense" in modes
-        page.check("#modes input[value=dense]")
+        assert modes == ["hybrid", "dense", "lexical"]
+        assert page.locator("#modes input[value=hybrid]").is_checked()  # the index's default
+        assert _search(page, TEXTS[30])[0] == TEXTS[30]
+        assert "hybrid" in page.inner_text("#status")
+        assert "fused" in page.locator(".hit").first.locator(".meta").inner_text()  # the signals behind it
+        page.click("#modes label:has(input[value=dense])")  # what a user taps: the label
+        assert page.locator("#modes input[value=dense]").is_checked()
         page.fill("#k", "5")
 
         texts = _search(page, TEXTS[12])

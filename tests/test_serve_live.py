@@ -86,7 +86,7 @@ def test_sigterm_lets_the_request_in_flight_finish(index_dir, tiny_st_dir):
         sock.close()
         assert status == 200 and len(payload["data"]) == 5
         rc = proc.wait(60)
-        assert rc in (0, -signal.SIGTERM), rc  # uvicorn re-raises the signal after shutting down
+        assert rc in (0, 128 + signal.SIGTERM), rc  # uvicorn re-raises the signal; the CLI exits 143 on it
         err = proc.stderr.read()
         assert f"koembed serve: http://127.0.0.1:{port}/" in err
         assert "Traceback" not in err

@@ -32,6 +32,8 @@ def serve_cmd(
     max_body_bytes: int = typer.Option(_DEFAULTS["max_body_bytes"], "--max-body-bytes", min=1,
                                        help="Request body cap (checked before parsing)."),
     encode_batch: int = typer.Option(_DEFAULTS["encode_batch"], "--batch-size", min=1, help="Texts per forward pass."),
+    max_batch_texts: int = typer.Option(_DEFAULTS["max_batch_texts"], "--max-batch-texts", min=1,
+                                        help="Texts one micro-batch gathers from concurrent requests."),
     workers: int = typer.Option(_DEFAULTS["workers"], "--workers", min=1, help="Encode worker threads."),
     reload_check_s: float = typer.Option(_DEFAULTS["reload_check_s"], "--reload-check", min=0.0,
                                          help="Seconds between checks of each index for a newer generation."),
@@ -47,6 +49,7 @@ def serve_cmd(
 
     config = ServeConfig(host=host, port=port, api_key=api_key, cors_origin=cors_origin, max_batch=max_batch,
                          max_k=max_k, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
-                         encode_batch=encode_batch, workers=workers, reload_check_s=reload_check_s, backend=backend,
-                         device=device, allow_model_mismatch=allow_model_mismatch)
+                         encode_batch=encode_batch, max_batch_texts=max_batch_texts, workers=workers,
+                         reload_check_s=reload_check_s, backend=backend, device=device,
+                         allow_model_mismatch=allow_model_mismatch)
     serve(indexes or None, model, config, quiet=quiet)

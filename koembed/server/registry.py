@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koembed.errors import InputError
+from koembed.errors import InputError, KoembedError
+from koembed.index.modes import MODES, resolve_mode
 
 log = logging.getLogger("koembed.server")
 
@@ -44,11 +45,18 @@ class IndexSummary:
     generation: int
     count: int
     manifest: Any  # koembed.index.Manifest: plain data, safe to read from any thread
+    modes: list[str]  # the search modes it can answer in (lexical and hybrid need a lexical part)
+    default_mode: str
+
+    @property
+    def lexical(self) -> bool:
+        return "lexical" in self.modes
 
     def as_dict(self) -> dict[str, Any]:
         m = self.manifest
         return {"name": self.name, "generation": self.generation, "count": self.count, "type": m.spec,
-                "index_type": m.index_type, "dim": m.dim, "model": m.model.as_dict(), "updated": m.updated}
+                "index_type": m.index_type, "dim": m.dim, "model": m.model.as_dict(), "updated": m.updated,
+                "modes": self.modes, "default_mode": self.default_mode}
 
 
 class Generation:
@@ -75,15 +83,37 @@ class Generation:
         self._executor.shutdown(wait=False)
 
 
+def _answers_in(index: Any, mode: str) -> bool:
+    try:
+        resolve_mode(index, mode)
+    except KoembedError:
+        return False
+    return True
+
+
+def _one_openmp_thread() -> None:
+    """FAISS on this worker thread runs single-threaded (the setting is per thread).
+
+    A server's searches are mostly a query or a few; FAISS parallelises those over queries, so extra
+    OpenMP threads would only spin, taking CPU from the encoder and the event loop.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def _open_on_worker(name: str, path: Path) -> Generation:
     """Open the newest committed generation of ``path`` on a fresh worker thread (retrying lost races)."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"koembed-index-{name}")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"koembed-index-{name}",
+                                  initializer=_one_openmp_thread)
 
     def open_it() -> tuple[Any, IndexSummary]:
         from koembed.index import Index
 
         index = Index.open(path)
-        return index, IndexSummary(name, index.generation, index.count, index.manifest.copy())
+        modes = [m for m in MODES if _answers_in(index, m)]
+        return index, IndexSummary(name, index.generation, index.count, index.manifest.copy(), modes,
+                                   resolve_mode(index, None))
 
     try:
         index, summary = executor.submit(open_it).result()

@@ -24,8 +24,12 @@ class SearchRequest(_Strict):
     queries: list[StrictStr] = Field(..., min_length=1, description="Query texts (at least one).",
                                      examples=[["맛있는 한국 음식"]])
     k: StrictInt = Field(10, description="Hits per query (1 to the server's max_k).")
-    mode: Mode | None = Field(None, description="dense, lexical or hybrid; default: the server's default mode. "
-                                                "/info lists the modes this server offers.")
+    mode: Mode | None = Field(None, description="hybrid, dense or lexical; default: each index's own (hybrid where "
+                                                "it has a lexical part, else dense). /info lists each index's modes.")
+    dense_weight: float | None = Field(None, ge=0.0, le=1.0, description="Hybrid only: the dense side's weight "
+                                       "in the fusion (default: the one the model records).")
+    fusion: Literal["convex", "rrf"] | None = Field(None, description="Hybrid only: how the two sides are fused "
+                                                                      "(default: convex).")
     filters: dict[str, Scalar | list[Scalar]] | None = Field(
         None, description="Metadata filter: every key must equal its value (a list matches any of its values).",
         examples=[{"lang": "ko", "year": [2023, 2024]}])
@@ -37,9 +41,11 @@ class SearchHit(BaseModel):
     id: str
     text: str
     metadata: dict[str, Any]
-    score: float = Field(..., description="The ranking score of the mode (cosine similarity in dense mode).")
+    score: float | None = Field(..., description="What the mode ranks by: cosine similarity (dense), BM25 "
+                                                 "(lexical) or the fused score (hybrid).")
     scores: dict[str, float | None] = Field(
-        default_factory=dict, description="Per-signal scores where the mode has several (e.g. dense, lexical).")
+        default_factory=dict, description="The signals behind it: dense, lexical, fused (null where the mode did "
+                                          "not compute one).")
 
 
 class QueryResult(BaseModel):
@@ -49,13 +55,14 @@ class QueryResult(BaseModel):
 
 class IndexResults(BaseModel):
     name: str
+    mode: str = Field(..., description="The mode this index answered in.")
     generation: int = Field(..., description="The committed generation of the index that answered.")
     count: int = Field(..., description="Documents in that generation.")
     results: list[QueryResult] = Field(..., description="One entry per query, in request order.")
 
 
 class SearchResponse(BaseModel):
-    mode: str
+    mode: str | None = Field(..., description="The mode asked for (null: each index's default).")
     k: int
     indexes: list[IndexResults]
 
@@ -135,13 +142,14 @@ class IndexInfo(BaseModel):
     dim: int
     model: dict[str, Any]
     updated: str
+    modes: list[str] = Field(..., description="The modes this index can answer in.")
+    default_mode: str
 
 
 class InfoResponse(BaseModel):
     version: str
     model: ModelInfo
     modes: list[str]
-    default_mode: str
     indexes: list[IndexInfo]
     limits: dict[str, int]
     auth: bool

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
+import math
 from typing import Any
 
 import numpy as np
 
+from koembed.index.modes import MODES
 from koembed.server.api_errors import ApiError
 from koembed.server.batcher import EncodeBatcher, Encoded
 from koembed.server.config import ServeConfig
 from koembed.server.registry import IndexRegistry
 from koembed.server.schemas import SearchRequest
 from koembed.text import normalize
-
-
-def search_modes() -> tuple[tuple[str, ...], str]:
-    """The modes :func:`koembed.index.search` offers here, and its default one."""
-    from koembed.index import search
-
-    param = inspect.signature(search).parameters.get("mode")
-    if param is None:  # a koembed without lexical search: dense only
-        return ("dense",), "dense"
-    default = param.default if isinstance(param.default, str) else "dense"
-    return ("hybrid", "dense", "lexical"), default
 
 
 class _Precomputed:
@@ -42,25 +32,32 @@ class _Precomputed:
         self.fingerprint = encoder.fingerprint
         self.dim = encoder.dim
         self.model_name = encoder.model_name
+        self.source = getattr(encoder, "source", None)  # hybrid mode reads the dense weight the model records
 
     def encode(self, texts: list[str], batch_size: int = 64, **_: Any) -> np.ndarray:
         return self._vectors[[self._rows[t] for t in texts]]
 
 
+def _score(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None  # JSON has no NaN
+
+
 def _hit_dict(hit: Any) -> dict[str, Any]:
     d = hit.as_dict()
-    scores = d.pop("scores", None) or {key: d.pop(key) for key in ("dense", "lexical", "fused") if key in d}
-    return {"id": d["id"], "text": d["text"], "metadata": d["metadata"], "score": float(d["score"]),
-            "scores": scores}
+    return {"id": d["id"], "text": d["text"], "metadata": d["metadata"], "score": _score(d["score"]),
+            "scores": {name: _score(v) for name, v in (d.get("scores") or {}).items()}}
 
 
 def _search_on(index: Any, queries: list[str], k: int, filters: dict[str, Any] | None, encoder: Any,
-               mode_kwargs: dict[str, Any], allow_model_mismatch: bool) -> list[list[dict[str, Any]]]:
+               options: dict[str, Any], allow_model_mismatch: bool) -> tuple[str, list[list[dict[str, Any]]]]:
+    """On the generation's worker thread: the mode this index runs the request in, and the hits."""
     from koembed.index import search
+    from koembed.index.modes import resolve_mode
 
+    mode = resolve_mode(index, options.pop("mode"))
     results = search(index, queries, k=k, filter=filters, encoder=encoder, allow_model_mismatch=allow_model_mismatch,
-                     **mode_kwargs)
-    return [[_hit_dict(h) for h in hits] for hits in results]
+                     mode=mode, **options)
+    return mode, [[_hit_dict(h) for h in hits] for hits in results]
 
 
 class Service:
@@ -72,7 +69,6 @@ class Service:
         self.config = config
         self.batcher = EncodeBatcher(encoder, batch_size=config.encode_batch, max_batch_texts=config.max_batch_texts,
                                      workers=config.workers)
-        self.modes, self.default_mode = search_modes()
 
     def close(self) -> None:
         self.batcher.close()
@@ -143,31 +139,41 @@ class Service:
         if not 1 <= req.k <= self.config.max_k:
             raise ApiError(422, f"k: must be between 1 and {self.config.max_k} (max_k), got {req.k}", "k",
                            "out_of_range")
-        mode = req.mode or self.default_mode
-        if mode not in self.modes:
-            raise ApiError(422, f"mode: {mode!r} is not offered by this server; choose one of: "
-                           f"{', '.join(self.modes)}", "mode", "unsupported")
+        summaries = {s.name: s for s in self.registry.summaries()}
+        if req.mode in ("hybrid", "lexical"):
+            missing = [n for n in names if not summaries[n].lexical]
+            if missing:
+                raise ApiError(422, f"mode: index {missing[0]!r} has no lexical part, so {req.mode} search cannot "
+                               "run on it; use dense, or add the lexical part (koembed add-lexical) and restart",
+                               "mode", "unsupported")
+        if req.mode != "hybrid" and (req.dense_weight is not None or req.fusion is not None):
+            field = "dense_weight" if req.dense_weight is not None else "fusion"
+            raise ApiError(422, f"{field}: only hybrid search fuses; send mode: hybrid", field, "unsupported")
         queries = list(req.queries)
         self.check_texts(queries, "queries")
         encoder = None
-        if mode != "lexical":
+        if req.mode != "lexical":  # hybrid and dense need the query vectors; lexical loads no model
             enc = await asyncio.wrap_future(self.batcher.submit(queries))
             encoder = _Precomputed(queries, enc.vectors, self.encoder)
-        mode_kwargs = {"mode": mode} if len(self.modes) > 1 else {}
+        options = {"mode": req.mode}
+        if req.dense_weight is not None:
+            options["dense_weight"] = req.dense_weight
+        if req.fusion is not None:
+            options["fusion"] = req.fusion
         filters = dict(req.filters) if req.filters else None
-        per_index = await asyncio.gather(*(self._search_index(n, queries, req.k, filters, encoder, mode_kwargs)
+        per_index = await asyncio.gather(*(self._search_index(n, queries, req.k, filters, encoder, dict(options))
                                            for n in names))
-        return {"mode": mode, "k": req.k, "indexes": per_index}
+        return {"mode": req.mode, "k": req.k, "indexes": per_index}
 
     async def _search_index(self, name: str, queries: list[str], k: int, filters: dict[str, Any] | None,
-                            encoder: Any, mode_kwargs: dict[str, Any]) -> dict[str, Any]:
+                            encoder: Any, options: dict[str, Any]) -> dict[str, Any]:
         gen = self.registry.acquire(name)
         try:
-            hits = await asyncio.wrap_future(gen.submit(_search_on, queries, k, filters, encoder, mode_kwargs,
-                                                        self.config.allow_model_mismatch))
+            mode, hits = await asyncio.wrap_future(gen.submit(_search_on, queries, k, filters, encoder, options,
+                                                              self.config.allow_model_mismatch))
         finally:
             self.registry.release(gen)
-        return {"name": name, "generation": gen.generation, "count": gen.summary.count,
+        return {"name": name, "generation": gen.generation, "count": gen.summary.count, "mode": mode,
                 "results": [{"query": q, "hits": h} for q, h in zip(queries, hits, strict=True)]}
 
     # -- description -------------------------------------------------------------------------------------
@@ -179,7 +185,7 @@ class Service:
         return {"version": __version__,
                 "model": {"name": e.model_name, "fingerprint": e.fingerprint, "dim": e.dim,
                           "max_seq_length": e.max_seq_length, "backend": e.backend_name},
-                "modes": list(self.modes), "default_mode": self.default_mode,
+                "modes": list(MODES),
                 "indexes": [s.as_dict() for s in self.registry.summaries()],
                 "limits": {"max_batch": c.max_batch, "max_k": c.max_k, "max_text_chars": c.max_text_chars,
                            "max_body_bytes": c.max_body_bytes},

@@ -62,7 +62,8 @@ async function loadInfo() {
     $("auth").hidden = !info.auth;
     $("model").textContent = "모델 " + info.model.name.split("/").pop() + " · " + info.model.dim + "차원 · 색인 " +
       info.indexes.map((i) => i.name + " (" + i.count.toLocaleString("ko-KR") + "건)").join(", ");
-    renderModes(info.modes, info.default_mode);
+    const modes = info.modes.filter((m) => info.indexes.some((i) => i.modes.includes(m)));
+    renderModes(modes, info.indexes.length ? info.indexes[0].default_mode : modes[0]);
     $("k").max = info.limits.max_k;
     const select = $("index");
     select.replaceChildren(el("option", "", "전체 (all)"));
@@ -84,10 +85,12 @@ function renderHit(hit, rank) {
   li.append(el("p", "text", hit.text));
   const meta = el("div", "meta");
   const score = el("span");
-  score.append(el("span", "rank", "#" + rank), el("span", "score", hit.score.toFixed(4)));
+  score.append(el("span", "rank", "#" + rank), el("span", "score", hit.score === null ? "–" : hit.score.toFixed(4)));
   meta.append(score);
   for (const [name, value] of Object.entries(hit.scores || {})) {
-    meta.append(el("span", "chip", name + " " + (value === null ? "–" : value.toFixed(4))));
+    if (value !== null && Object.keys(hit.scores).filter((n) => hit.scores[n] !== null).length > 1) {
+      meta.append(el("span", "chip", name + " " + value.toFixed(4)));  // only where the mode fused several
+    }
   }
   meta.append(el("span", "chip", "id " + hit.id));
   for (const [key, value] of Object.entries(hit.metadata || {})) {
@@ -105,13 +108,15 @@ function renderResults(data) {
     const hits = idx.results[0].hits;
     total += hits.length;
     const section = el("section", "index");
-    section.append(el("h2", "", idx.name + " · " + hits.length + "건 · generation " + idx.generation));
+    section.append(el("h2", "", idx.name + " · " + hits.length + "건 · " + idx.mode + " · generation " +
+      idx.generation));
     const list = el("ol", "hits");
     hits.forEach((h, i) => list.append(renderHit(h, i + 1)));
     section.append(list);
     out.append(section);
   }
-  $("status").textContent = "검색 방식 " + data.mode + " · 결과 " + total + "건";
+  const modes = [...new Set(data.indexes.map((i) => i.mode))].join(", ");
+  $("status").textContent = "검색 방식 " + modes + " · 결과 " + total + "건";
 }
 
 async function search(event) {
