@@ -207,3 +207,179 @@ def test_resume_after_killed_driver_and_killed_worker(ray_local, tiny_st_dir, ti
     ids, vecs, texts, _ = read_set(out)
     assert ids == [str(i) for i in range(1, 1001)] and texts == lines
     assert_same_vectors(vecs, tiny_encoder.encode(lines))
+
+
+# -- one index from vector shards ------------------------------------------------------------------
+
+DIM = 32
+
+
+def vector_set(directory: Path, x: np.ndarray, shard_rows: int, *, fingerprint: str = "f" * 32,
+               ids: list[str] | None = None, first: int = 0) -> Path:
+    """Rows ``first..``: ids ``d{row}`` (unless given), texts ``문서 {row}``, metadata ``{"group": row % 5}``."""
+    from koembed.scale.vector_set import write_vector_set
+
+    rows = range(first, first + len(x))
+    ids = ids or [f"d{i}" for i in rows]
+    shards = ((ids[s:s + shard_rows], x[s:s + shard_rows], [f"문서 {i}" for i in rows[s:s + shard_rows]],
+               [{"group": i % 5} for i in rows[s:s + shard_rows]]) for s in range(0, len(x), shard_rows))
+    write_vector_set(directory, shards, model={"name": "test-vectors", "fingerprint": fingerprint, "backend": None})
+    return directory
+
+
+def one_process_index(directory: Path, x: np.ndarray, index_type: str):
+    from koembed.index import Index
+
+    index = Index.create(directory, x.shape[1], index_type=index_type, expected_count=len(x),
+                         model_name="test-vectors", model_fingerprint="f" * 32)
+    index.add_vectors([f"d{i}" for i in range(len(x))], x, [f"문서 {i}" for i in range(len(x))],
+                      [{"group": i % 5} for i in range(len(x))])
+    return index
+
+
+def test_merged_flat_index_equals_one_process_index(tmp_path):
+    from koembed.cli import main
+    from koembed.index import Index, search, search_vectors
+    from koembed.synthetic import clustered_matrix, queries_like
+
+    x = clustered_matrix(3000, DIM, seed=1)
+    q = queries_like(50, DIM, n_corpus=3000, seed=1)
+    vector_set(tmp_path / "a", x[:1700], 400)
+    vector_set(tmp_path / "b", x[1700:], 400, first=1700)
+    assert main(["index", "--from-vectors", str(tmp_path / "a"), "--from-vectors", str(tmp_path / "b"),
+                 "-o", str(tmp_path / "merged"), "--index-type", "flat", "--part-rows", "800", "--num-workers", "2",
+                 "-q"]) == 0
+    with Index.open(tmp_path / "merged") as merged, one_process_index(tmp_path / "one", x, "flat") as one:
+        assert (merged.count, merged.manifest.spec, merged.manifest.model.fingerprint) == (3000, "Flat", "f" * 32)
+        s1, r1 = search_vectors(merged, q, 10)
+        s2, r2 = search_vectors(one, q, 10)
+        assert np.array_equal(r1, r2) and np.allclose(s1, s2, atol=1e-6)  # same row ids: global, in input order
+        hits = search(merged, q[:3], k=5, filter={"group": 2})
+        assert all(h.metadata == {"group": 2} and h.text == f"문서 {h.id[1:]}" for row in hits for h in row)
+        # The lexical part is built from the shards' texts: the same BM25 ranking as the one-process index's.
+        assert merged.lexical is not None and merged.lexical.info["analyser"] == one.lexical.info["analyser"]
+        texts = ["문서 1234", "문서 77", "문서 2999"]
+        lexical = search(merged, texts, k=5, mode="lexical")
+        assert [h.id for h in lexical[0]][:1] == ["d1234"]
+        assert [[(h.id, round(h.score, 5)) for h in row] for row in lexical] == [
+            [(h.id, round(h.score, 5)) for h in row] for row in search(one, texts, k=5, mode="lexical")]
+
+
+def test_merged_ivf_index_is_on_disk_and_finds_what_one_process_finds(tmp_path):
+    import faiss
+
+    from koembed.index import Index, search, search_vectors
+    from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+    from koembed.synthetic import clustered_matrix, queries_like
+
+    n = 20_000
+    x = clustered_matrix(n, DIM, n_clusters=200, seed=2)
+    q = queries_like(200, DIM, n_corpus=n, n_clusters=200, seed=2)
+    vector_set(tmp_path / "vec", x, 2500)
+    result = build_index_from_vectors(VectorIndexConfig(vectors=[str(tmp_path / "vec")], output=str(tmp_path / "idx"),
+                                                        index_type="IVF64,Flat", part_rows=5000, num_workers=2))
+    assert (result.count, result.parts, result.built_parts) == (n, 4, 4)
+    assert any(p.suffix == ".ivfdata" for p in (tmp_path / "idx").iterdir())
+    with Index.open(tmp_path / "idx") as merged:
+        ivf = faiss.extract_index_ivf(merged.faiss)
+        assert isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)  # memory-mapped
+        nprobe = merged.spec.search_defaults["nprobe"]
+        _, got = search_vectors(merged, q, 10)
+        # One process, same shared quantiser and nprobe: the same lists hold the same vectors.
+        single = faiss.IndexIVFFlat(ivf.quantizer, DIM, ivf.nlist, faiss.METRIC_INNER_PRODUCT)
+        single.add_with_ids(x, np.arange(n))
+        single.nprobe = nprobe
+        _, want = single.search(q, 10)
+    agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), want.tolist(), strict=True)])
+    assert agree >= 0.99
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), exact.tolist(), strict=True)])
+    assert recall >= 0.9, recall
+
+    # The folder can move (the FAISS file names its lists file by the path it had), and a writer takes the
+    # lists into memory: its commit writes one self-contained FAISS file; the lists file goes a commit later.
+    (tmp_path / "idx").rename(tmp_path / "moved")
+    with Index.open(tmp_path / "moved", writable=True) as index:
+        assert index.remove(["d0", "d1"]) == 2 and index.manifest.lists_file is None
+        index.add_vectors(["new"], x[:1], ["새 문서"])
+        assert not list((tmp_path / "moved").glob("*.ivfdata"))
+    with Index.open(tmp_path / "moved") as index:
+        top = search(index, x[:1], k=1)[0][0]
+        assert index.count == n - 1 and (top.id, top.text) == ("new", "새 문서")
+
+
+def test_killed_build_resumes_without_rebuilding_finished_parts(tmp_path):
+    from koembed.index import Index
+    from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+    from koembed.synthetic import clustered_matrix
+
+    n = 60_000
+    x = clustered_matrix(n, 64, n_clusters=300, seed=3)
+    vector_set(tmp_path / "vec", x, 5_000)
+    config = VectorIndexConfig(vectors=[str(tmp_path / "vec")], output=str(tmp_path / "idx"), index_type="IVF128,SQ8",
+                               part_rows=5_000, num_workers=1)
+    work = tmp_path / ".idx.from-vectors"
+    script = ("import sys\nfrom koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors\n"
+              f"build_index_from_vectors(VectorIndexConfig(vectors=[{str(tmp_path / 'vec')!r}], "
+              f"output={str(tmp_path / 'idx')!r}, index_type='IVF128,SQ8', part_rows=5_000, num_workers=1))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob("part-*.faiss")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    built = len(list(work.glob("part-*.faiss")))
+    assert 1 <= built < 12 and not (tmp_path / "idx").exists()
+    result = build_index_from_vectors(config)
+    assert (result.parts, result.built_parts, result.count) == (12, 12 - built, n)
+    assert not work.exists()
+    with Index.open(tmp_path / "idx") as index:
+        assert index.count == n and int(index.faiss.ntotal) == n
+
+
+def test_repeated_ids_keep_their_last_row(tmp_path):
+    from koembed.index import Index, search_vectors
+    from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+    from koembed.synthetic import clustered_matrix
+
+    x = clustered_matrix(600, DIM, seed=4)
+    ids = [f"d{i % 500}" for i in range(600)]  # d0..d99 twice: rows 500..599 are the later versions
+    vector_set(tmp_path / "vec", x, 250, ids=ids)
+    r = build_index_from_vectors(VectorIndexConfig(vectors=[str(tmp_path / "vec")], output=str(tmp_path / "idx"),
+                                                   index_type="flat", part_rows=200, num_workers=1))
+    assert (r.count, r.vectors, r.replaced) == (500, 600, 100)
+    with Index.open(tmp_path / "idx") as index:
+        assert index.get("d7")["text"] == "문서 507"
+        _, rows = search_vectors(index, x[7:8], 600)
+        assert 7 not in rows[0].tolist() and 507 in rows[0].tolist()
+
+
+def test_mixed_models_dimensions_and_hnsw_are_refused(tmp_path):
+    from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+    from koembed.synthetic import clustered_matrix
+
+    x = clustered_matrix(300, DIM, seed=5)
+    vector_set(tmp_path / "a", x, 100)
+    vector_set(tmp_path / "b", x, 100, fingerprint="e" * 32)
+    vector_set(tmp_path / "c", clustered_matrix(300, 16, seed=5), 100)
+
+    def build(*sets: str, index_type: str = "flat") -> None:
+        build_index_from_vectors(VectorIndexConfig(vectors=[str(tmp_path / s) for s in sets],
+                                                   output=str(tmp_path / "idx"), index_type=index_type))
+
+    with pytest.raises(IndexRefusedError, match=r"fingerprint eeeeeeeeeeee, dim 32\) cannot be indexed with .*"
+                                                r"encode every input with one model"):
+        build("a", "b")
+    with pytest.raises(IndexRefusedError, match="dim 16.*encode every input with one model"):
+        build("a", "c")
+    with pytest.raises(IndexRefusedError, match="HNSW graphs cannot be built in parts"):
+        build("a", index_type="hnsw")
+    shard = tmp_path / "a" / "shards" / "part-000001.parquet"
+    shard.write_bytes((tmp_path / "b" / "shards" / "part-000001.parquet").read_bytes())  # a shard from elsewhere
+    with pytest.raises(IndexRefusedError, match="part-000001.parquet: does not match the manifest's checksum"):
+        build("a")
+    assert not (tmp_path / "idx").exists()

@@ -26,7 +26,8 @@ _D = {f.name: f.default for f in dataclasses.fields(IndexConfig)}  # input and o
 
 @app.command("index")
 def index_cmd(
-    input: str = typer.Argument(..., help="Documents: .txt (a line each), .jsonl, .tsv, .csv, .parquet, or '-'."),
+    input: str | None = typer.Argument(None, help="Documents: .txt (a line each), .jsonl, .tsv, .csv, .parquet, "
+                                       "or '-' (or none, with --from-vectors)."),
     output: str = typer.Option(..., "-o", "--output", help="Index directory (created, or upserted into)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the index's, else embedded)."),
     backend: str = typer.Option(_D["backend"], "--backend",
@@ -52,8 +53,33 @@ def index_cmd(
                                         help="Lexical analyser: bigram, bigram-runs, bigram-raw, kiwi "
                                              "(default: the index's, else bigram)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    from_vectors: list[str] | None = typer.Option(
+        None, "--from-vectors", help="Build a new index from a vector set of `koembed encode --engine ray` instead "
+        "of INPUT (repeatable; one model): shared quantiser, parts built in parallel, merged on disk."),
+    engine: str = typer.Option("local", "--engine", help="[--from-vectors] local: a process pool; ray: Ray tasks."),
+    address: str | None = typer.Option(None, "--address", help="[--from-vectors] Ray cluster address."),
+    num_workers: int | None = typer.Option(None, "--num-workers", min=1,
+                                           help="[--from-vectors] Parallel part builders (default: the cores)."),
+    part_rows: int = typer.Option(1_000_000, "--part-rows", min=1,
+                                  help="[--from-vectors] Vectors per part (unit of parallel work and of resume)."),
 ) -> None:
-    """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes."""
+    """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes.
+
+    With --from-vectors VECTORS_DIR: build DIR from vectors already encoded (docs/scale.md); rerun to resume.
+    """
+    if from_vectors:
+        from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+
+        if input is not None:
+            raise InputError("pass documents (INPUT) or --from-vectors DIR, not both")
+        result = build_index_from_vectors(VectorIndexConfig(
+            vectors=list(from_vectors), output=output, index_type=index_type, engine=engine, address=address,
+            num_workers=num_workers, part_rows=part_rows, lexical=lexical, analyser=analyser), quiet=quiet)
+        if not quiet:
+            print(result.summary(), file=sys.stderr)
+        return
+    if input is None:
+        raise InputError("no documents given: pass INPUT (or --from-vectors DIR)")
     from koembed.index import build_index
     from koembed.lexical.part import add_hint
 

@@ -42,10 +42,13 @@ from koembed.index.files import (
     faiss_file_name,
     file_checksum,
     lexical_file_name,
+    lists_file_name,
+    lists_file_of,
     load_generation,
     lock_dir,
     now,
     prepare_new_index,
+    read_faiss,
     read_lexical,
     read_manifest,
     remove_orphans,
@@ -240,7 +243,32 @@ class Index:
         self._require_writable()
         if self.faiss.is_trained:
             return
-        nprobe, sample = train_faiss(self.faiss, self.spec, self._prepare(vectors), self.directory)
+        self._trained(*train_faiss(self.faiss, self.spec, self._prepare(vectors), self.directory))
+
+    def adopt(self, faiss_index: Any, *, next_row_id: int, trained_on: tuple[int | None, int] | None = None) -> None:
+        """Take a FAISS index built elsewhere (koembed.scale's merged parts) as this new index's vectors.
+
+        Its ids must be row ids below ``next_row_id`` of documents the caller inserts into :attr:`store`;
+        :meth:`commit` makes both durable. ``trained_on`` is :func:`train_faiss`'s ``(nprobe, sample
+        size)`` from training it. On-disk IVF lists must be in this folder, named
+        :func:`~koembed.index.files.lists_file_name` of the next generation.
+        """
+        self._require_writable()
+        if int(self.faiss.ntotal) or faiss_index.d != self.dim:
+            raise IndexRefusedError(f"{self.directory}: only an index without vectors, of dimension "
+                                    f"{faiss_index.d}, can adopt a FAISS index")
+        lists = lists_file_of(faiss_index)
+        if lists is not None and lists != lists_file_name(self.generation + 1):
+            raise ValueError(f"on-disk lists {lists}: expected {lists_file_name(self.generation + 1)}")
+        self.faiss = faiss_index
+        self._tombstoning = not can_remove(faiss_index)
+        self.manifest.next_row_id = int(next_row_id)
+        if trained_on is not None:
+            self._trained(*trained_on)
+        apply_search_defaults(self.faiss, self.manifest.search_defaults)
+        self._dirty = True
+
+    def _trained(self, nprobe: int | None, sample: int) -> None:
         if nprobe is not None:
             self.manifest.search_defaults = dict(self.manifest.search_defaults, nprobe=nprobe)
             self.manifest.calibration = {"nprobe": nprobe, "target_recall_at_10": CALIBRATION_RECALL,
@@ -388,11 +416,9 @@ class Index:
 
     def _abort(self) -> None:
         """Undo uncommitted changes: roll SQLite back and reload the last committed FAISS file."""
-        import faiss
-
         self.store.rollback()
         self.manifest = self.store.committed_manifest()
-        self.faiss = faiss.read_index(str(self.directory / self.manifest.faiss_file))
+        self.faiss = read_faiss(self.directory, self.manifest, mmap=False)
         apply_search_defaults(self.faiss, self.manifest.search_defaults)
         self.lexical = read_lexical(self.directory, self.manifest, verify=False)
         self._tombstones_cache = None
@@ -406,6 +432,7 @@ class Index:
         self._require_writable()
         previous = self.manifest.faiss_file
         previous_lexical = (self.manifest.lexical or {}).get("file")
+        previous_lists = self.manifest.lists_file
         gen = self.generation + 1
         name = faiss_file_name(gen)
         lexical_name = None
@@ -413,13 +440,18 @@ class Index:
             try:
                 self._write_faiss(name)
                 files = {name: file_checksum(self.directory / name)}
+                lists = lists_file_of(self.faiss)  # on-disk IVF lists: adopted, then carried by later commits
+                if lists:
+                    files[lists] = (self.manifest.files[lists] if lists == previous_lists
+                                    else file_checksum(self.directory / lists))
                 if self.lexical is not None:  # its BM25 file, rewritten only when documents changed
                     lexical_name = self._write_lexical(gen) if self.lexical.dirty else previous_lexical
                     files[lexical_name] = (self.manifest.files[lexical_name] if lexical_name == previous_lexical
                                            else file_checksum(self.directory / lexical_name))
                 m = self.manifest.copy(generation=gen, faiss_file=name, ntotal=int(self.faiss.ntotal),
                                        files=files, updated=now(), trained=bool(self.faiss.is_trained),
-                                       lexical=None if self.lexical is None else dict(self.lexical.info))
+                                       lexical=None if self.lexical is None else dict(self.lexical.info),
+                                       lists_file=lists)
                 self.store.begin()
                 m.count = self.store.count()
                 m.tombstones = len(self.store.tombstones())
@@ -442,7 +474,7 @@ class Index:
             self._write_manifest()
         # The previous generation's file stays until the next commit: a reader that took its snapshot just
         # before this commit may not have opened that file yet.
-        keep = {name, previous or name} | {f for f in (lexical_name, previous_lexical) if f}
+        keep = {name, previous or name} | {f for f in (lexical_name, previous_lexical, lists, previous_lists) if f}
         remove_orphans(self.directory, keep=keep)
 
     def _write_faiss(self, name: str) -> None:
@@ -467,7 +499,8 @@ class Index:
     def _remove_orphans(self) -> None:
         gen = self.generation
         lexical = {(self.manifest.lexical or {}).get("file"), lexical_file_name(max(gen - 1, 0))} - {None}
-        remove_orphans(self.directory, keep={faiss_file_name(gen), faiss_file_name(max(gen - 1, 0))} | lexical)
+        lists = {self.manifest.lists_file, lists_file_name(gen), lists_file_name(max(gen - 1, 0))} - {None}
+        remove_orphans(self.directory, keep={faiss_file_name(gen), faiss_file_name(max(gen - 1, 0))} | lexical | lists)
         (self.directory / CREATING).unlink(missing_ok=True)  # a create killed after its manifest was written
 
     # -- reads ---------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ CREATING = ".koembed-creating"
 FAISS_FILE = re.compile(r"index\.(\d{6,})\.faiss")
 # The BM25 matrix of the lexical part (koembed.lexical.part), written by the generation in its name.
 LEXICAL_FILE = re.compile(r"lexical\.(\d{6,})\.safetensors")
+# The inverted lists of an IVF index merged on disk (koembed.scale), named for the generation that made them.
+LISTS_FILE = re.compile(r"index\.(\d{6,})\.ivfdata")
 # The temporary files koembed.atomic makes for the manifest, FAISS and BM25 files: .NAME.PID.RANDOM.tmp
 TEMP_FILE = re.compile(r"\.(manifest\.json|index\.\d{6,}\.faiss|lexical\.\d{6,}\.safetensors)"
                        r"\.(\d+)\.[A-Za-z0-9_]+\.tmp")
@@ -49,10 +51,15 @@ def lexical_file_name(generation: int) -> str:
     return f"lexical.{generation:06d}.safetensors"
 
 
+def lists_file_name(generation: int) -> str:
+    return f"index.{generation:06d}.ivfdata"
+
+
 def is_koembed_file(name: str) -> bool:
     """Whether koembed writes files of this exact name in an index folder (and so may delete them)."""
     return (name in (MANIFEST, STORE, LOCK, CREATING, *STORE_SIDECARS) or FAISS_FILE.fullmatch(name) is not None
-            or LEXICAL_FILE.fullmatch(name) is not None or TEMP_FILE.fullmatch(name) is not None)
+            or LEXICAL_FILE.fullmatch(name) is not None or TEMP_FILE.fullmatch(name) is not None
+            or LISTS_FILE.fullmatch(name) is not None)
 
 
 def file_checksum(path: Path) -> dict[str, Any]:
@@ -116,6 +123,7 @@ def read_faiss(d: Path, committed: Manifest, *, mmap: bool | None) -> Any:
     import faiss
 
     path = d / str(committed.faiss_file)
+    lists_into_ram = mmap is False  # asked for (writers always ask), not decided by size below
     try:
         if mmap is None:
             mmap = path.stat().st_size >= MMAP_MIN_BYTES
@@ -123,8 +131,12 @@ def read_faiss(d: Path, committed: Manifest, *, mmap: bool | None) -> Any:
         raise GenerationGone(f"{path}: missing; the index is incomplete, rebuild it") from None
     # IVF maps its inverted lists, flat-code types (Flat, HNSW storage) their codes.
     flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if "IVF" in committed.spec else faiss.IO_FLAG_MMAP_IFC)
+    if committed.lists_file:  # the lists are in their own file, attached below
+        flags, mmap = faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_SKIP_IVF_DATA, True
     try:
         fi = faiss.read_index(str(path), flags if mmap else 0)
+        if committed.lists_file:
+            attach_lists(fi, d / committed.lists_file, into_ram=lists_into_ram)
     except RuntimeError:
         if not path.exists():
             raise GenerationGone(f"{path}: missing; the index is incomplete, rebuild it") from None
@@ -133,6 +145,46 @@ def read_faiss(d: Path, committed: Manifest, *, mmap: bool | None) -> Any:
         raise IndexRefusedError(f"{path}: holds {fi.ntotal} vectors of dimension {fi.d}, the manifest "
                                 f"says {committed.ntotal} of {committed.dim}; rebuild the index")
     return fi
+
+
+def attach_lists(index: Any, path: Path, *, into_ram: bool) -> None:
+    """Map the on-disk inverted lists at ``path`` into ``index`` (read with IO_FLAG_SKIP_IVF_DATA).
+
+    The FAISS file names its lists file by the absolute path it had when written; the index folder may
+    have moved since, so the name is set here (FAISS's IO_FLAG_ONDISK_SAME_DIR would do the same but
+    prints to stdout, which is search output). A writer (``into_ram``) gets a copy in memory instead,
+    so its next commit writes one self-contained FAISS file and the lists file is never changed.
+    """
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if not isinstance(lists, faiss.OnDiskInvertedLists):
+        raise IndexRefusedError(f"{path}: the manifest names a lists file, but the FAISS file has no on-disk "
+                                "lists; rebuild the index")
+    if not path.is_file():
+        raise GenerationGone(f"{path}: missing; the index is incomplete, rebuild it")
+    lists.filename = str(path)
+    lists.read_only = True
+    lists.do_mmap()
+    if into_ram:
+        ram = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+        for i in range(ivf.nlist):
+            if lists.list_size(i):
+                ram.add_entries(i, lists.list_size(i), lists.get_ids(i), lists.get_codes(i))
+        ivf.replace_invlists(ram, True)
+        ram.this.disown()
+
+
+def lists_file_of(index: Any) -> str | None:
+    """The file name of ``index``'s on-disk inverted lists, or None when its lists (if any) are in memory."""
+    import faiss
+
+    try:
+        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    except RuntimeError:
+        return None
+    return Path(lists.filename).name if isinstance(lists, faiss.OnDiskInvertedLists) else None
 
 
 def lock_dir(d: Path) -> int:
@@ -168,7 +220,8 @@ def remove_orphans(d: Path, keep: set[str]) -> None:
     with contextlib.suppress(OSError):
         for entry in os.scandir(d):
             temp = TEMP_FILE.fullmatch(entry.name)
-            generation_file = FAISS_FILE.fullmatch(entry.name) or LEXICAL_FILE.fullmatch(entry.name)
+            generation_file = (FAISS_FILE.fullmatch(entry.name) or LEXICAL_FILE.fullmatch(entry.name)
+                               or LISTS_FILE.fullmatch(entry.name))
             orphan = generation_file and entry.name not in keep
             if orphan or (temp and int(temp.group(2)) != os.getpid() and not pid_running(int(temp.group(2)))):
                 with contextlib.suppress(FileNotFoundError):
@@ -221,6 +274,8 @@ def load_generation(d: Path, store: Any, *, verify: bool, mmap: bool | None) -> 
         try:
             if verify:
                 verify_file(d, name, committed.files[name])
+                if committed.lists_file:
+                    verify_file(d, committed.lists_file, committed.files.get(committed.lists_file) or {})
             fi = read_faiss(d, committed, mmap=mmap)
             lexical = read_lexical(d, committed, verify=verify)
         except GenerationGone:

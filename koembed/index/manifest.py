@@ -23,7 +23,7 @@ _TYPES: dict[str, type] = {
     "dim": int, "spec": str, "index_type": str, "metric": str, "spec_reason": str, "search_defaults": dict,
     "count": int, "ntotal": int, "tombstones": int, "next_row_id": int, "trained": bool, "generation": int,
     "files": dict, "created": str, "updated": str, "config": dict, "calibration": dict, "faiss_file": str,
-    "lexical": dict,
+    "lexical": dict, "lists_file": str,
 }
 
 
@@ -69,6 +69,7 @@ class Manifest:
     # The lexical part (koembed.lexical.part.new_info): analyser, BM25 constants, its file and counts; None for an
     # index without one (all indexes made before lexical search existed).
     lexical: dict[str, Any] | None = None
+    lists_file: str | None = None  # IVF lists in their own memory-mapped file (an index merged by koembed.scale)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept as they were
 
     _REQUIRED = ("dim", "spec", "generation", "files")
@@ -100,7 +101,7 @@ class Manifest:
             if f.name in ("model", "extra"):
                 continue
             value = getattr(self, f.name)
-            if f.name in ("calibration", "faiss_file", "lexical") and value is None:
+            if f.name in ("calibration", "faiss_file", "lexical", "lists_file") and value is None:
                 continue
             out[f.name] = value
         return out | self.extra

@@ -56,6 +56,8 @@ class VectorIndexConfig:
     part_rows: int = DEFAULT_PART_ROWS  # vectors per part (whole shards): the unit of parallel work and resume
     memory_budget: int | None = None  # bytes, for the auto rule; None: half the RAM
     verify: bool = True  # sha256 of every shard against its manifest before building
+    lexical: bool = True  # give the index a lexical (BM25) part, from the texts in the shards
+    analyser: str | None = None  # its analyser (koembed.lexical.analysers); None: the default
 
     def validate(self) -> None:
         if not self.vectors:
@@ -64,6 +66,10 @@ class VectorIndexConfig:
             raise InputError(f"engine must be 'local' or 'ray', not {self.engine!r}")
         if self.part_rows < 1 or (self.num_workers is not None and self.num_workers < 1):
             raise InputError("part_rows and num_workers must be >= 1")
+        if self.lexical and self.analyser is not None:
+            from koembed.lexical.analysers import get_analyser
+
+            get_analyser(self.analyser).check()  # an unknown name or a missing extra, before any work
 
 
 @dataclass
@@ -77,14 +83,16 @@ class VectorIndexResult:
     built_parts: int  # this run
     workers: int
     nprobe: int | None = None
-    seconds: dict[str, float] = field(default_factory=dict)  # train, parts (wall, docs alongside), merge, total
+    analyser: str | None = None  # the lexical part's analyser; None: no lexical part
+    seconds: dict[str, float] = field(default_factory=dict)  # train, parts (docs alongside), merge, lexical, total
 
     def summary(self) -> str:
         s = self.seconds
         return (f"{self.directory}: {self.count} documents ({self.spec}) from {self.vectors} vectors, {self.replaced} "
                 f"replaced by a later row with the same id; {self.built_parts} of {self.parts} parts built now with "
                 f"{self.workers} workers; train {s.get('train', 0):.1f} s, parts+docs {s.get('parts', 0):.1f} s, "
-                f"merge {s.get('merge', 0):.1f} s, total {s.get('total', 0):.1f} s")
+                f"merge {s.get('merge', 0):.1f} s, lexical part {s.get('lexical', 0):.1f} s "
+                f"({self.analyser or 'none'}), total {s.get('total', 0):.1f} s")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,17 +136,17 @@ def build_index_from_vectors(config: VectorIndexConfig, *, quiet: bool = True) -
         t = time.perf_counter()
         say("merging parts")
         first = sets[0].manifest
-        index = _assemble(work, out, spec, dim, parts, total, nprobe, sample, first.model, config, Index)
-        seconds["merge"] = round(time.perf_counter() - t, 3)
+        _assemble(work, out, spec, dim, parts, total, nprobe, sample, first.model, config, seconds, say)
         with Index.open(out) as done:
             count, vectors = done.count, int(done.faiss.ntotal)
+            analyser = done.lexical.info["analyser"] if done.lexical is not None else None
     finally:
         unlock_dir(lock)
     shutil.rmtree(work, ignore_errors=True)
     seconds["total"] = round(time.perf_counter() - t0, 3)
-    return VectorIndexResult(directory=str(out), spec=index, count=count, vectors=vectors, replaced=replaced,
+    return VectorIndexResult(directory=str(out), spec=spec.factory, count=count, vectors=vectors, replaced=replaced,
                              parts=len(parts), built_parts=len(todo), workers=workers, nprobe=nprobe,
-                             seconds=seconds)
+                             analyser=analyser, seconds=seconds)
 
 
 def _say(quiet: bool):
@@ -278,18 +286,24 @@ def _insert(store: Any, first_row: int, ids: list[str], texts: list[str], metada
 
 
 def _assemble(work: Path, out: Path, spec: Any, dim: int, parts: list[dict[str, Any]], total: int,
-              nprobe: int | None, sample: int, model: dict[str, Any], config: VectorIndexConfig, Index: Any) -> str:
+              nprobe: int | None, sample: int, model: dict[str, Any], config: VectorIndexConfig,
+              seconds: dict[str, float], say) -> None:
     """A complete index in ``work/index`` (made afresh each time: a killed merge is simply redone), moved to ``out``."""
     import faiss
 
+    from koembed.index import Index
     from koembed.index.files import lists_file_name
+    from koembed.lexical.analysers import DEFAULT_ANALYSER
 
+    t = time.perf_counter()
     staging = work / "index"
     if staging.exists():
         shutil.rmtree(staging)
+    # Made without a lexical part: the documents arrive in bulk below, and add_lexical then tokenises them.
     index = Index.create(staging, dim, index_type=config.index_type, expected_count=total,
                          model_name=model.get("name"), model_fingerprint=model.get("fingerprint"),
-                         backend=model.get("backend"), memory_budget=config.memory_budget, config=asdict(config))
+                         backend=model.get("backend"), memory_budget=config.memory_budget, config=asdict(config),
+                         analyser=None)
     try:
         if index.manifest.spec != spec.factory:
             raise AssertionError(f"spec {index.manifest.spec} != {spec.factory}")
@@ -310,10 +324,15 @@ def _assemble(work: Path, out: Path, spec: Any, dim: int, parts: list[dict[str, 
         finally:
             index.store.rollback()
             conn.execute("DETACH DATABASE built")
+        seconds["merge"] = round(time.perf_counter() - t, 3)
+        if config.lexical:
+            t = time.perf_counter()
+            say("tokenising the texts for the lexical part")
+            index.add_lexical(config.analyser or DEFAULT_ANALYSER)
+            seconds["lexical"] = round(time.perf_counter() - t, 3)
     finally:
         index.close()
     _move_into_place(staging, out)
-    return spec.factory
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
