@@ -84,6 +84,15 @@ def eval_cmd(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data folder (default: ../shared/data)."),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cpu)."),
+    mode: str | None = typer.Option(None, "--mode", help="Retrieval through a koembed index and search: "
+                                    "hybrid|dense|lexical (default without --index: exact cosine ranking)."),
+    index: str | None = typer.Option(None, "--index", help="Retrieval: search this existing index (its hits are "
+                                     "matched to the task's documents by text) instead of indexing the corpus."),
+    dense_weight: float | None = typer.Option(None, "--dense-weight", min=0.0, max=1.0,
+                                              help="Hybrid: the dense weight (default: the model's, else 0.5)."),
+    fusion: str = typer.Option("convex", "--fusion", help="Hybrid: convex or rrf."),
+    half: str | None = typer.Option(None, "--half", help="korquad-retrieval: only the questions of the 'tune' "
+                                    "(first) or 'report' (second) half of its articles."),
 ) -> None:
     """Evaluate MODEL: Spearman/Pearson x100 on STS tasks, Recall@k / MRR@10 / nDCG@10 on retrieval."""
     from koembed.encoder import KoMiniLMEncoder
@@ -92,10 +101,21 @@ def eval_cmd(
     specs = [find_task(t) for t in task]  # fail on a typo before loading the model
     if not specs:
         raise InputError("give at least one --task")
-    encoder = KoMiniLMEncoder(model, device=device)
+    searched = mode is not None or index is not None or half is not None
+    if searched and any(s.kind != "retrieval" for s in specs):
+        raise InputError("--mode, --index and --half apply to retrieval tasks only")
+    encoder = None if mode == "lexical" else KoMiniLMEncoder(model, device=device)
     results = {}
     for spec in specs:
-        r = run_task(encoder, spec.name, data_dir=data_dir, max_samples=max_samples, batch_size=batch_size)
+        if searched:
+            from koembed.search_eval import evaluate_search, task_data
+
+            data = task_data(spec.name, data_dir, half=half, max_samples=max_samples)
+            r = {"task": spec.name, **evaluate_search(data, encoder=encoder, index=index, mode=mode,
+                                                     dense_weight=dense_weight, fusion=fusion,
+                                                     batch_size=batch_size)}
+        else:
+            r = run_task(encoder, spec.name, data_dir=data_dir, max_samples=max_samples, batch_size=batch_size)
         results[spec.name] = r | {"model": model}
     if output:
         save_results(results, output)
@@ -106,4 +126,4 @@ def eval_cmd(
         metrics = {k: v for k, v in r.items() if isinstance(v, float) and k != "seconds"}
         shown = "  ".join(f"{k} {v:.2f}" if k in ("spearman", "pearson") else f"{k} {v:.4f}"
                           for k, v in metrics.items())
-        print(f"{name}: {shown}")
+        print(f"{name}" + (f" [{r['mode']}]" if "mode" in r else "") + f": {shown}")

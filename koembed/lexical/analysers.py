@@ -21,6 +21,7 @@ on punctuation (SQLite FTS5's ``unicode61``, measured as an alternative) keeps e
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -100,9 +101,13 @@ def bigram_raw_tokens(text: str) -> list[str]:
     return _bigrams(chars) if chars else []
 
 
+# Everything but letters and digits (str.isalnum); "_" is a word character to re, not a letter.
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def bigram_tokens(text: str) -> list[str]:
     """Bigrams over the letters and digits of the text (spaces and punctuation dropped)."""
-    chars = "".join(ch for ch in _prepare(text) if _kind(ch))
+    chars = _NOT_ALNUM.sub("", _prepare(text))
     return _bigrams(chars) if chars else []
 
 
