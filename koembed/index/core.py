@@ -243,6 +243,19 @@ class Index:
         self._require_writable()
         if self.faiss.is_trained:
             return
+        if self.manifest.index_type == "auto" and self.spec.nlist:
+            # auto proposed IVF from the count; the sample decides whether it beats exact search.
+            from koembed.index.autotune import choose
+
+            choice = choose(self.spec, self._prepare(vectors), self.dim)
+            self.faiss = choice.index
+            self.manifest.spec, self.manifest.spec_reason = choice.spec.factory, choice.spec.reason
+            self.manifest.search_defaults = dict(choice.spec.search_defaults)
+            self.manifest.calibration = choice.calibration
+            apply_search_defaults(self.faiss, self.manifest.search_defaults)
+            self.manifest.trained = True
+            self._dirty = True
+            return
         self._trained(*train_faiss(self.faiss, self.spec, self._prepare(vectors), self.directory))
 
     def adopt(self, faiss_index: Any, *, next_row_id: int, trained_on: tuple[int | None, int] | None = None) -> None:
@@ -522,6 +535,7 @@ class Index:
         m = self.manifest
         return {"directory": str(self.directory), "count": self.count, "spec": m.spec, "index_type": m.index_type,
                 "dim": self.dim, "model": m.model.as_dict(), "metric": m.metric,
+                "spec_reason": m.spec_reason, "calibration": m.calibration,
                 "search_defaults": dict(m.search_defaults), "ntotal": int(self.faiss.ntotal),
                 "tombstones": int(len(self.tombstones())), "generation": self.generation,
                 "created": m.created, "updated": m.updated, "lexical": m.lexical,
