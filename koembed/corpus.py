@@ -13,14 +13,23 @@ Formats, chosen by suffix or ``fmt=``:
   their native types.
 
 Every text goes through :func:`koembed.text.normalize`. A bad record (malformed JSON, missing or
-non-string text, non-object metadata) raises an :class:`InputError` naming the file and line, or with
-``skip_bad=True`` is skipped and counted in :class:`CorpusStats`.
+non-string text, non-object metadata, an unusable id) raises an :class:`InputError` naming the file and
+line, or with ``skip_bad=True`` is skipped and counted in :class:`CorpusStats`.
+
+Ids are kept exactly as written: no trimming, no Unicode normalisation, so ids that only look alike
+(``"a"`` and ``"a "``, NFC and NFD forms) are different documents and nothing merges silently. A number
+is written in decimal: ``123`` and ``"123"`` are the same id, and ``2.0`` is ``"2"``. A blank id, an
+explicit ``null``, a boolean, an object or a non-finite number is a bad record; a missing id field
+(or no id column) numbers the records by line or row instead. With ``CorpusStats(track_ids=True)`` an
+id that repeats within one input is counted and located (the last record wins when indexing).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,19 +63,72 @@ class CorpusStats:
     bad: int = 0  # records skipped with skip_bad=True
     replaced: int = 0  # lines with undecodable bytes replaced (errors="replace")
     bad_locations: list[str] = field(default_factory=list)
+    track_ids: bool = False  # find ids that repeat within the input (12 bytes of memory a record)
+    duplicates: int = 0  # records whose id an earlier record already had (set when reading ends)
+    duplicate_locations: list[str] = field(default_factory=list)
+    _ids: IdRepeats | None = field(default=None, repr=False, compare=False)
 
     def note_bad(self, where: str) -> None:
         self.bad += 1
         if len(self.bad_locations) < MAX_BAD_LOCATIONS:
             self.bad_locations.append(where)
 
+    def note_id(self, id_: str, line: int) -> None:
+        if self.track_ids:
+            if self._ids is None:
+                self._ids = IdRepeats()
+            self._ids.note(id_, line)
+
+    def finish_ids(self, name: str, unit: str = "line") -> None:
+        """Count and locate the repeated ids seen so far (called when a reader reaches the end)."""
+        if self._ids is not None:
+            self.duplicates, pairs = self._ids.repeats(MAX_BAD_LOCATIONS)
+            self.duplicate_locations = [f"{name}: {unit} {later} repeats the id of {unit} {first}"
+                                        for first, later in pairs]
+
     def summary(self) -> str:
         parts = [f"{self.read} documents read", f"{self.empty} empty skipped"]
         if self.bad:
             parts.append(f"{self.bad} bad skipped (first: {'; '.join(self.bad_locations)})")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} repeated ids, the last record wins (first: "
+                         f"{'; '.join(self.duplicate_locations)})")
         if self.replaced:
             parts.append(f"{self.replaced} lines with undecodable bytes replaced")
         return ", ".join(parts)
+
+
+class IdRepeats:
+    """Which ids repeat in one input, in bounded memory: a 64-bit hash and the line of each record.
+
+    Python's string hash is random per process but fixed within it, which is all a count needs; two
+    different ids share a hash with probability about n²/2⁶⁵ (1 in 90,000 for 20 million records).
+    """
+
+    def __init__(self) -> None:
+        self._hashes = array("q")
+        self._lines = array("q")
+
+    def note(self, id_: str, line: int) -> None:
+        self._hashes.append(hash(id_))
+        self._lines.append(line)
+
+    def repeats(self, limit: int) -> tuple[int, list[tuple[int, int]]]:
+        """How many records repeat an earlier id, and ``(first line, later line)`` of the first few."""
+        import numpy as np
+
+        if not self._hashes:
+            return 0, []
+        hashes = np.frombuffer(self._hashes, dtype=np.int64)
+        lines = np.frombuffer(self._lines, dtype=np.int64)
+        order = np.lexsort((lines, hashes))  # by hash, then by line: each run starts with the first record
+        h = hashes[order]
+        later = np.flatnonzero(h[1:] == h[:-1]) + 1
+        if not len(later):
+            return 0, []
+        run_start = np.maximum.accumulate(np.where(np.r_[True, h[1:] != h[:-1]], np.arange(len(h)), 0))
+        pairs = sorted((int(lines[order[j]]), int(lines[order[run_start[j]]])) for j in later)[:limit]
+        return len(later), [(first, line) for line, first in pairs]
 
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
@@ -103,6 +165,7 @@ def iter_records(
         if str(path) == "-":
             raise InputError("parquet input cannot be read from stdin; pass a file path")
         yield from _parquet(Path(path), text_field, id_field, metadata_field, skip_bad, stats)
+        stats.finish_ids(name, "row")
         return
     line_stats = LineStats()
     lines = iter_lines(path, errors=errors, stats=line_stats)
@@ -114,6 +177,7 @@ def iter_records(
         else:
             gen = _table(lines, name, fmt, text_field, id_field, metadata_field, skip_bad, stats)
         yield from gen
+        stats.finish_ids(name)
     finally:
         stats.replaced = line_stats.replaced
 
@@ -128,6 +192,7 @@ def _emit(stats: CorpusStats, id_: str, text: Any, metadata: dict[str, Any], lin
         stats.empty += 1
         return None
     stats.read += 1
+    stats.note_id(id_, line)
     return Record(id=id_, text=clean, metadata=metadata, line=line)
 
 
@@ -175,7 +240,7 @@ def _jsonl(lines: Iterator[str], name: str, text_field: str, id_field: str, meta
                 raise _Bad(f"expected a JSON object, got {type(obj).__name__}")
             text = _text_value(obj.get(text_field), f"text field {text_field!r}")
             metadata = _metadata_object(obj.get(metadata_field), metadata_field)
-            id_ = _id_value(obj.get(id_field), id_field, lineno)
+            id_ = _id_value(obj.get(id_field, _MISSING), id_field, lineno)
         except _Bad as exc:
             _handle_bad(exc, f"{name}: line {lineno}", skip_bad, stats)
             continue
@@ -191,16 +256,25 @@ def _text_value(value: Any, where: str) -> str:
     return value
 
 
+_MISSING = object()  # no id field at all (unlike an explicit null)
+
+
 def _id_value(value: Any, id_field: str, fallback: int) -> str:
-    if value is None:
+    """The id by the rule in the module docstring: strings exactly, numbers in decimal, the line if absent."""
+    if value is _MISSING:
         return str(fallback)
+    if value is None:
+        raise _Bad(f"id field {id_field!r} is null; give the record an id, or leave the field out of every "
+                   "record to number them by line")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _Bad(f"id field {id_field!r} must be a string or number, got {type(value).__name__}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    id_ = normalize(str(value))
-    if not id_:
-        raise _Bad(f"id field {id_field!r} is empty")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Bad(f"id field {id_field!r} is {value}, not a usable id")
+        value = int(value) if value.is_integer() else value
+    id_ = str(value)
+    if not id_.strip():
+        raise _Bad(f"id field {id_field!r} is blank")
     return id_
 
 
@@ -240,7 +314,7 @@ def _table(lines: Iterator[str], name: str, fmt: str, text_field: str, id_field:
                 raise _Bad(f"{len(row)} columns, the header has {len(header)}")
             metadata = (_metadata_object(row[meta_i], metadata_field) if meta_i is not None
                         else {h: row[i] for i, h in rest})
-            id_ = _id_value(row[id_i] if id_i is not None else None, id_field, row_no)
+            id_ = _id_value(row[id_i] if id_i is not None else _MISSING, id_field, row_no)
         except _Bad as exc:
             _handle_bad(exc, f"{name}: line {lineno}", skip_bad, stats)
             continue
@@ -297,7 +371,7 @@ def parquet_records(batches: Iterable[Any], name: str, *, first_row: int = 1, te
                 text = _text_value(columns[text_field][j], f"text column {text_field!r}")
                 metadata = (_metadata_object(columns[metadata_field][j], metadata_field) if meta_i is not None
                             else {h: columns[h][j] for h in rest})
-                id_ = _id_value(columns[id_field][j] if id_i is not None else None, id_field, row_no)
+                id_ = _id_value(columns[id_field][j] if id_i is not None else _MISSING, id_field, row_no)
             except _Bad as exc:
                 _handle_bad(exc, f"{name}: row {row_no}", skip_bad, stats)
                 continue

@@ -16,17 +16,28 @@ from koembed.model_source import model_fingerprint, resolve_model
 from koembed.text import normalize as normalize_text
 from koembed.vectors import l2_normalize
 
+# A text is cut to max_seq_length * this many characters before it is tokenised: far more than the
+# tokens kept ever span (Korean averages 1.5-3 characters a token), so only texts that would have been
+# truncated anyway are cut, and a 50 MB line costs what a 2,000-character one does.
+CHARS_PER_TOKEN_BOUND = 16
 # Below this many texts a progress bar is noise.
 PROGRESS_MIN_TEXTS = 1000
 
 
 @dataclass
 class EncodeStats:
-    """What the last ``encode`` call did; ``truncated`` counts texts cut to ``max_seq_length`` tokens."""
+    """What the last ``encode`` call did.
+
+    ``truncated`` counts texts cut to ``max_seq_length`` tokens (or first to ``max_chars``, which bounds
+    the tokeniser's work); ``unknown`` counts texts holding words the model cannot read (``[UNK]``
+    tokens: a character outside its vocabulary, or a word longer than its tokenizer takes), whose
+    content is partly or wholly lost.
+    """
 
     texts: int = 0
     empty: int = 0
     truncated: int = 0
+    unknown: int = 0
     tokens: int = 0
     seconds: float = 0.0
 
@@ -35,7 +46,7 @@ class EncodeStats:
         return self.texts / self.seconds if self.seconds > 0 else 0.0
 
     def add(self, other: EncodeStats) -> None:
-        for k in ("texts", "empty", "truncated", "tokens", "seconds"):
+        for k in ("texts", "empty", "truncated", "unknown", "tokens", "seconds"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +91,11 @@ class KoMiniLMEncoder:
     def max_seq_length(self) -> int:
         return self._backend.max_seq_length
 
+    @property
+    def max_chars(self) -> int:
+        """Characters of a text read at most (the rest could never reach the model)."""
+        return self.max_seq_length * CHARS_PER_TOKEN_BOUND
+
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Untruncated token counts (special tokens included) of the NFC-normalised ``texts``.
 
@@ -105,13 +121,21 @@ class KoMiniLMEncoder:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         start = time.perf_counter()
-        clean = [normalize_text(t) for t in texts]
+        limit = self.max_chars
+        # Decomposed Hangul takes up to 3 code points a syllable, so 3 * limit raw characters give `limit`
+        # normalised ones whenever the text has that many.
+        clean = [normalize_text(t[: 3 * limit]) for t in texts]
+        cut = np.fromiter((len(c) > limit or len(t) > 3 * limit for c, t in zip(clean, texts, strict=True)),
+                          dtype=bool, count=len(clean))
+        if cut.any():
+            clean = [t[:limit] for t in clean]
         stats = EncodeStats(texts=len(clean), empty=sum(1 for t in clean if not t))
         out = np.zeros((len(clean), self.dim), dtype=np.float32)
         if clean:
             tokens = self._backend.tokenize(clean)
             lengths = tokens.lengths
-            stats.truncated = int((lengths > self.max_seq_length).sum())
+            stats.truncated = int(((lengths > self.max_seq_length) | cut).sum())
+            stats.unknown = int((tokens.unknown > 0).sum())
             stats.tokens = int(np.minimum(lengths, self.max_seq_length).sum())
             # Longest first: the peak-memory batch comes first, and the order is deterministic.
             order = np.argsort(-lengths, kind="stable")

@@ -85,11 +85,13 @@ class EncodeFileReport:
     max_seq_length: int = 0
     load_seconds: float = 0.0
     workers: int = 1
+    unknown: int = 0  # texts with words the model cannot read ([UNK] tokens)
 
     def summary(self) -> str:
         return (
             f"encoded {self.texts} texts (dim {self.dim}) in {self.seconds:.2f} s, {self.texts_per_s:.1f} texts/s; "
             f"{self.empty} empty, {self.truncated} truncated to {self.max_seq_length} tokens, "
+            f"{self.unknown} with unreadable words ([UNK]), "
             f"{self.replaced} with bad UTF-8 replaced; model loaded in {self.load_seconds:.2f} s -> {self.output}"
         )
 
@@ -173,7 +175,7 @@ def run_encode_file(
     seconds = time.perf_counter() - start
     report = EncodeFileReport(
         input=config.input, output=config.output, texts=totals.texts, dim=engine.dim, empty=totals.empty,
-        truncated=totals.truncated, replaced=line_stats.replaced, seconds=round(seconds, 4),
+        truncated=totals.truncated, unknown=totals.unknown, replaced=line_stats.replaced, seconds=round(seconds, 4),
         texts_per_s=round(totals.texts / seconds, 1) if seconds > 0 else 0.0, model=engine.model_name,
         fingerprint=engine.fingerprint, max_seq_length=engine.max_seq_length, load_seconds=round(load_seconds, 4),
         workers=config.workers,
@@ -327,7 +329,7 @@ def _worker_encode(texts: list[str], batch_size: int) -> tuple[np.ndarray, dict[
     encoder = _worker_encoder()
     vectors = encoder.encode(texts, batch_size=batch_size, show_progress=False)
     stats = encoder.last_stats
-    return vectors, {k: getattr(stats, k) for k in ("texts", "empty", "truncated", "tokens", "seconds")}
+    return vectors, asdict(stats)
 
 
 def _progress(input: str, show: bool | None):

@@ -31,7 +31,7 @@ _FINGERPRINT_SKIP_FILES = {
 
 @dataclass(frozen=True)
 class ModelSource:
-    name: str  # what the user asked for (Hub id or path), recorded in index manifests
+    name: str  # what the user asked for: a Hub id, or a local folder made absolute; recorded in index manifests
     path: Path  # local folder holding the files
     kind: str  # "sentence-transformers" or "bert"
 
@@ -49,7 +49,8 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSource:
     if local.exists():
         if not local.is_dir():
             raise ModelNotFoundError(f"model {name!r}: {local} is a file, expected a model folder")
-        return ModelSource(name=name, path=local.resolve(), kind=_kind(local, name))
+        # Absolute (links kept, not resolved), so an index records a name that finds the model from any folder.
+        return ModelSource(name=os.path.abspath(local), path=local.resolve(), kind=_kind(local, name))
     tried.append(f"local folder {local.resolve()} (does not exist)")
     if _looks_like_hub_id(name):
         try:

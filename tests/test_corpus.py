@@ -119,3 +119,52 @@ def test_real_nsmc_reviews_stream(data_dir):
             first.append(r)
     assert stats.read + stats.empty == 50_000 and stats.bad == 0
     assert first[0].id == "6270596" and first[0].metadata == {"label": "1"}
+
+
+def test_ids_are_kept_exactly_numbers_in_decimal_and_repeats_are_located(tmp_path):
+    nfd = unicodedata.normalize("NFD", "가")
+    rows = [{"id": "a", "text": "x"}, {"id": "a ", "text": "y"}, {"id": nfd, "text": "z"}, {"id": "가", "text": "w"},
+            {"id": 123, "text": "n"}, {"id": "123", "text": "s"}, {"id": 2.0, "text": "f"},
+            {"id": 2.5, "text": "g"}, {"text": "no id: the line number"}, {"id": "a", "text": "again"}]
+    path = tmp_path / "ids.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    stats = CorpusStats(track_ids=True)
+    ids = [r.id for r in iter_records(path, stats=stats)]
+    # Nothing trimmed or normalised: "a " and the NFD form are ids of their own; 123 is "123", 2.0 is "2".
+    assert ids == ["a", "a ", nfd, "가", "123", "123", "2", "2.5", "9", "a"]
+    assert stats.duplicates == 2
+    assert stats.duplicate_locations == [f"{path}: line 6 repeats the id of line 5",
+                                         f"{path}: line 10 repeats the id of line 1"]
+    assert "2 repeated ids, the last record wins" in stats.summary()
+    untracked = CorpusStats()
+    list(iter_records(path, stats=untracked))
+    assert untracked.duplicates == 0  # counting is opt-in (it costs 12 bytes a record)
+
+
+@pytest.mark.parametrize("value, message", [("null", "is null; give the record an id"), ('"  "', "is blank"),
+                                            ("true", "must be a string or number, got bool"),
+                                            ("NaN", "is nan, not a usable id"),
+                                            ('{"x": 1}', "must be a string or number, got dict")])
+def test_unusable_ids_are_bad_records(tmp_path, value, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "ok", "text": "x"}\n{"id": ' + value + ', "text": "y"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=f"bad.jsonl: line 2: id field 'id' {message}"):
+        list(iter_records(path))
+    stats = CorpusStats()
+    assert [r.id for r in iter_records(path, skip_bad=True, stats=stats)] == ["ok"] and stats.bad == 1
+
+
+def test_repeated_ids_in_tables_and_parquet_are_located(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("id\ttext\n1\t가\n2\t나\n1\t다\n", encoding="utf-8")
+    stats = CorpusStats(track_ids=True)
+    assert [r.id for r in iter_records(tsv, stats=stats)] == ["1", "2", "1"]
+    assert stats.duplicate_locations == [f"{tsv}: line 4 repeats the id of line 2"]
+    pq.write_table(pa.table({"id": [7, 8, 7, 7], "text": ["가", "나", "다", "라"]}), tmp_path / "t.parquet")
+    stats = CorpusStats(track_ids=True)
+    list(iter_records(tmp_path / "t.parquet", stats=stats))
+    assert stats.duplicates == 2
+    assert stats.duplicate_locations[0] == f"{tmp_path / 't.parquet'}: row 3 repeats the id of row 1"

@@ -167,3 +167,40 @@ def test_folder_without_a_model_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model", encoding="utf-8")
     with pytest.raises(ModelNotFoundError, match="neither modules.json"):
         KoMiniLMEncoder(str(tmp_path))
+
+
+def test_a_huge_text_is_cut_before_tokenising_and_counted(tiny_encoder):
+    import time
+
+    short = "서울 날씨가 맑고 따뜻합니다"
+    huge = (short + " ") * 2_000_000  # 30 MB of Korean in one text
+    start = time.perf_counter()
+    v = tiny_encoder.encode([huge, short])
+    assert time.perf_counter() - start < 20  # the whole text would take minutes and gigabytes
+    assert tiny_encoder.last_stats.truncated == 1
+    # Only characters the model could never read are cut: the first max_seq_length tokens are the same.
+    m = tiny_encoder.max_seq_length
+    full = tiny_encoder._backend.tokenize([huge[: 4 * tiny_encoder.max_chars]]).ids[0]
+    cut = tiny_encoder._backend.tokenize([huge[: tiny_encoder.max_chars]]).ids[0]
+    assert full[: m - 1] == cut[: m - 1]
+    np.testing.assert_allclose(v[0], tiny_encoder.encode([huge[: 4 * tiny_encoder.max_chars]])[0], atol=1e-5)
+
+
+def test_nfd_text_is_cut_after_normalising(tiny_encoder):
+    limit = tiny_encoder.max_chars
+    nfc = "가" * (limit + 10)
+    nfd = unicodedata.normalize("NFD", nfc)  # twice as many code points
+    np.testing.assert_allclose(tiny_encoder.encode([nfd]), tiny_encoder.encode([nfc]), atol=1e-6)
+    assert tiny_encoder.last_stats.truncated == 1
+
+
+def test_texts_with_unreadable_words_are_counted(tiny_encoder):
+    unk = tiny_encoder._backend.tokenizer.unk_id
+    assert unk is not None
+    texts = ["가" * 1_000_000, "평범한 문장입니다", "🦜🦜🦜 앵무새"]  # one 'word' too long to read; a character
+    tokens = tiny_encoder._backend.tokenize([texts[0][:1000], texts[1]])
+    assert list(tokens.unknown) == [1, 0] and tokens.ids[0].count(unk) == 1
+    tiny_encoder.encode(texts)
+    stats = tiny_encoder.last_stats
+    assert stats.unknown == 1 + (tiny_encoder._backend.tokenize([texts[2]]).unknown[0] > 0)
+    assert stats.truncated >= 1

@@ -22,16 +22,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Tokens:
-    """Token ids of some texts: special tokens included, not truncated; ``lengths[i] == len(ids[i])``."""
+    """Token ids of some texts: special tokens included, not truncated; ``lengths[i] == len(ids[i])``.
+
+    ``unknown[i]`` counts the unknown-word tokens (``[UNK]``) of text i: words the model cannot read.
+    """
 
     ids: list[list[int]]
     lengths: np.ndarray
+    unknown: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def take(self, idx: np.ndarray | list[int]) -> Tokens:
-        return Tokens([self.ids[i] for i in idx], self.lengths[np.asarray(idx, dtype=np.int64)])
+        at = np.asarray(idx, dtype=np.int64)
+        return Tokens([self.ids[i] for i in idx], self.lengths[at], self.unknown[at])
 
 
 class TextTokenizer:
@@ -46,6 +51,8 @@ class TextTokenizer:
         self._tok.no_truncation()
         self.pad_id = int(pad_id)
         self.lowercase = lowercase
+        unk = getattr(self._tok.model, "unk_token", None)  # WordPiece and BPE name theirs; None: no such token
+        self.unk_id = self._tok.token_to_id(unk) if unk else None
         mask = self._tok.encode("a", add_special_tokens=True).special_tokens_mask
         self.head = _run_length(mask)
         self.tail = _run_length(mask[::-1]) if self.head < len(mask) else 0
@@ -64,7 +71,10 @@ class TextTokenizer:
             texts = [t.lower() for t in texts]
         encodings = self._tok.encode_batch(texts, add_special_tokens=True)
         ids = [e.ids for e in encodings]
-        return Tokens(ids, np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
+        n = len(ids)
+        unknown = (np.fromiter((t.count(self.unk_id) for t in ids), dtype=np.int64, count=n)
+                   if self.unk_id is not None else np.zeros(n, dtype=np.int64))
+        return Tokens(ids, np.fromiter(map(len, ids), dtype=np.int64, count=n), unknown)
 
     def pad(self, tokens: Tokens, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, right-padded to the longest text (at most ``max_length``)."""

@@ -94,9 +94,33 @@ def index_cmd(
         print(f"{r.directory}: {r.count} documents ({r.spec}; {lex}); read {r.read}, added {r.added}, replaced "
               f"{r.replaced}, unchanged {r.unchanged}, empty {r.empty}{bad}; {r.commits} commits in {r.seconds:.1f} s",
               file=sys.stderr)
+        for note in build_notes(r):
+            print(f"note: {note}", file=sys.stderr)
         if r.analyser is None and lexical:
             print(f"note: this index has no lexical part, so it searches in dense mode only; add one without "
                   f"re-encoding: {add_hint(r.directory)}", file=sys.stderr)
+
+
+def build_notes(r: Any) -> list[str]:
+    """What a build lost or merged, one line each (nothing when nothing was)."""
+    notes = []
+    if r.duplicates:
+        notes.append(f"{r.duplicates} records repeat an earlier record's id, and the last one is kept (first: "
+                     f"{'; '.join(r.duplicate_locations)})")
+    if r.truncated:
+        notes.append(f"{r.truncated} texts are longer than the model reads and were cut (the full text is stored)")
+    if r.unknown:
+        notes.append(f"{r.unknown} texts hold words the model cannot read ([UNK]: characters outside its vocabulary "
+                     "or a very long word); that part of their content is lost to search")
+    return notes
+
+
+# The table shows this many characters of a text (or an id, query or metadata); --json prints them whole.
+TABLE_CELL_CHARS = 300
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= TABLE_CELL_CHARS else text[:TABLE_CELL_CHARS] + f"… (+{len(text) - TABLE_CELL_CHARS})"
 
 
 def parse_filters(items: list[str] | None) -> dict[str, list[str]] | None:
@@ -172,13 +196,13 @@ def _print_tables(texts: list[str], results: list[list[Any]], hybrid: bool = Fal
     console = Console(file=sys.stdout)
     signals = ("dense", "lexical") if hybrid else ()
     for q, hits in zip(texts, results, strict=True):
-        table = Table(title=q, title_justify="left")
+        table = Table(title=_clip(q), title_justify="left")
         for col in ("#", "score", *signals, "id", "text", "metadata"):
             table.add_column(col, overflow="fold")
         for rank, h in enumerate(hits, start=1):
             meta = json.dumps(h.metadata, ensure_ascii=False) if h.metadata else ""
             extra = [f"{getattr(h, s):.4f}" if getattr(h, s) is not None else "" for s in signals]
-            table.add_row(str(rank), f"{h.score:.4f}", *extra, h.id, h.text, meta)
+            table.add_row(str(rank), f"{h.score:.4f}", *extra, _clip(h.id), _clip(h.text), _clip(meta))
         console.print(table)
 
 

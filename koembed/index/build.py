@@ -74,6 +74,10 @@ class BuildResult:
     count: int = 0
     seconds: float = 0.0
     bad_locations: list[str] = field(default_factory=list)
+    duplicates: int = 0  # records whose id an earlier record of the input had: the last one is kept
+    duplicate_locations: list[str] = field(default_factory=list)
+    truncated: int = 0  # texts longer than the model reads (see EncodeStats.truncated)
+    unknown: int = 0  # texts with words the model cannot read ([UNK] tokens)
     analyser: str | None = None  # the index's lexical analyser; None: the index has no lexical part
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,7 +100,7 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
             existing.lexical.check_analyser(config.analyser, out)
         with _readable_input(config) as path:
             # A full validation pass first: malformed input is refused before anything is written.
-            stats = CorpusStats()
+            stats = CorpusStats(track_ids=True)
             total = sum(1 for _ in _records(config, path, stats))
             if encoder is None:
                 from koembed.encoder import KoMiniLMEncoder
@@ -117,7 +121,8 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
                                              analyser=(config.analyser or DEFAULT_ANALYSER) if config.lexical else None)
             existing = index
             result = BuildResult(directory=str(out), spec=index.manifest.spec, read=stats.read, empty=stats.empty,
-                                 bad=stats.bad, bad_locations=stats.bad_locations,
+                                 bad=stats.bad, bad_locations=stats.bad_locations, duplicates=stats.duplicates,
+                                 duplicate_locations=stats.duplicate_locations,
                                  analyser=index.lexical.info["analyser"] if index.lexical is not None else None)
             index.manifest.config = asdict(config)
             _stream(index, encoder, config, _records(config, path, CorpusStats()), total, result, quiet, on_commit)
@@ -202,10 +207,14 @@ def _stream(index: Index, encoder: Any, config: IndexConfig, records: Iterator[R
             on_commit(index)
 
     for chunk in _chunks(records, config.chunk_size):
-        todo = _changed(index, chunk)
-        result.unchanged += len(chunk) - len(todo)
+        todo, distinct = _changed(index, chunk)
+        result.unchanged += distinct - len(todo)  # a repeated id is counted in result.duplicates, not here
         if todo:
             vecs = encoder.encode([r.text for r in todo], batch_size=config.batch_size, show_progress=False)
+            encoded = getattr(encoder, "last_stats", None)
+            if encoded is not None:
+                result.truncated += encoded.truncated
+                result.unknown += encoded.unknown
             if train_need:
                 train_buf.append((todo, vecs))
                 if sum(len(v) for _, v in train_buf) >= train_need:
@@ -228,8 +237,9 @@ def _stream(index: Index, encoder: Any, config: IndexConfig, records: Iterator[R
         bar.close()
 
 
-def _changed(index: Index, chunk: list[Record]) -> list[Record]:
-    """The records of ``chunk`` not already stored identically (the last of a repeated id wins)."""
+def _changed(index: Index, chunk: list[Record]) -> tuple[list[Record], int]:
+    """The records of ``chunk`` not already stored identically (the last of a repeated id wins), and how many
+    distinct ids the chunk has."""
     last = {r.id: r for r in chunk}
     stored = index.store.lookup(last)
     out = []
@@ -237,7 +247,7 @@ def _changed(index: Index, chunk: list[Record]) -> list[Record]:
         old = stored.get(r.id)
         if old is None or old[1] != r.text or old[2] != metadata_json(r.metadata):
             out.append(r)
-    return out
+    return out, len(last)
 
 
 def _train_and_flush(index: Index, buf: list[tuple[list[Record], np.ndarray]], add: Callable) -> None:
