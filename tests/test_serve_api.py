@@ -106,6 +106,20 @@ def test_lexical_and_hybrid_modes(client):
     assert body["indexes"][0]["results"][0]["hits"] == []
 
 
+def test_concurrent_searches_each_get_their_own_answer(client):
+    """Concurrent requests asking the same of an index may share one search call; each gets its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[int, list[str]]:
+        body = client.post("/search", json={"queries": [TEXTS[i], TEXTS[i + 1]], "k": 4, "mode": "dense",
+                                            "index": "news"}).json()
+        return i, [r["hits"][0]["id"] for r in body["indexes"][0]["results"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        for i, top in pool.map(one, range(0, 48, 2)):
+            assert top == [f"t{i}", f"t{i + 1}"]
+
+
 def test_search_filters_and_several_indexes(client):
     r = client.post("/search", json={"queries": [TEXTS[0]], "k": 20, "filters": {"topic": ["경제", "생활"]}})
     body = r.json()

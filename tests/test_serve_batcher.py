@@ -1,4 +1,4 @@
-"""The encode micro-batcher: concurrent requests share forward passes, results go back to their own request."""
+"""The encode micro-batcher and the index worker: waiting requests share one call, each gets its own rows back."""
 
 from __future__ import annotations
 
@@ -123,3 +123,60 @@ def test_cancelled_requests_are_skipped_and_close_drains_the_queue():
     assert all("zzz" not in c for c in enc.calls)
     with pytest.raises(RuntimeError, match="shut down"):
         b.submit(["late"])
+
+
+# -- the index worker: searches that ask the same thing share one call ------------------------------------------
+def _blocked_worker():
+    from koembed.server.index_worker import IndexWorker
+
+    worker, gate, started = IndexWorker("test"), threading.Event(), threading.Event()
+    worker.call(lambda: (started.set(), gate.wait(10)))
+    assert started.wait(5)
+    return worker, gate
+
+
+def test_waiting_searches_with_the_same_key_are_merged_and_split_back():
+    worker, gate = _blocked_worker()
+    calls: list[list[str]] = []
+
+    def run(queries, vectors):
+        calls.append(list(queries))
+        assert vectors.shape == (len(queries), 2) and list(vectors[:, 0]) == [len(q) for q in queries]
+        return "dense", [f"hits of {q}" for q in queries]
+
+    def vec(qs):
+        return np.array([[len(q), 0] for q in qs], dtype=np.float32)
+
+    try:
+        a = [worker.search("k=10", [f"a{i}", f"a{i}!"], vec([f"a{i}", f"a{i}!"]), run) for i in range(4)]
+        b = worker.search("k=5", ["b"], vec(["b"]), run)
+        order: list[str] = []
+        after = worker.call(lambda: order.append("call"))
+        late = worker.search("k=10", ["z"], vec(["z"]), run)  # queued behind the call: not merged across it
+        gate.set()
+        for i, f in enumerate(a):
+            assert f.result(5) == ("dense", [f"hits of a{i}", f"hits of a{i}!"])
+        assert b.result(5) == ("dense", ["hits of b"]) and late.result(5) == ("dense", ["hits of z"])
+        after.result(5)
+        assert calls == [["a0", "a0!", "a1", "a1!", "a2", "a2!", "a3", "a3!"], ["b"], ["z"]]
+    finally:
+        worker.stop()
+
+
+def test_a_failing_merged_search_fails_each_of_its_requests():
+    worker, gate = _blocked_worker()
+
+    def run(queries, vectors):
+        raise ValueError("bad filter")
+
+    try:
+        futures = [worker.search("same", ["q"], None, run) for _ in range(3)]
+        cancelled = worker.search("same", ["x"], None, run)
+        assert cancelled.cancel()
+        gate.set()
+        for f in futures:
+            with pytest.raises(ValueError, match="bad filter"):
+                f.result(5)
+        assert worker.call(lambda: 42).result(5) == 42  # the worker lives on
+    finally:
+        worker.stop()

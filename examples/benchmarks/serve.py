@@ -2,14 +2,15 @@
 
 One run, on one machine:
 
-1. an index of ``--docs`` NSMC reviews (``../shared/data/nsmc``; ids, texts, label metadata) whose vectors
-   are clustered synthetic unit vectors (``koembed.synthetic``) recorded under the model's fingerprint:
-   the server's search path (encode the query, FAISS, SQLite fetch, JSON) is the real one, only the
-   document vectors are not the model's (encoding 100k texts would dominate the run). Kept in
-   ``.cache/bench/`` and reused;
+1. an index of ``--docs`` NSMC reviews (``../shared/data/nsmc``; ids, texts, label metadata, and the
+   lexical part of every new index) whose vectors are clustered synthetic unit vectors
+   (``koembed.synthetic``) recorded under the model's fingerprint: the server's search path (encode the
+   query, FAISS, BM25, SQLite fetch, JSON) is the real one, only the document vectors are not the
+   model's (encoding 100k texts would dominate the run). Kept in ``.cache/bench/`` and reused;
 2. ``koembed serve`` in a child process (its own CPU time and RSS); RSS read before and after the load;
 3. load phases of ``--seconds`` each, every client an asyncio task sending its next request when its
-   last one is answered: ``/search`` (one review as query, k=10) at ``--search-clients``;
+   last one is answered: ``/search`` (one review as query, k=10) in dense and in hybrid mode at
+   ``--search-clients``;
    ``/v1/embeddings`` with one text per request at one client (latency-bound); ``/v1/embeddings`` with
    ``--texts-per-request`` texts at ``--embed-clients`` clients (batch-friendly), base64 as OpenAI's
    client asks by default, and the same with floats;
@@ -66,7 +67,8 @@ def build_index(directory: Path, rows: list[tuple[str, str, int]], encoder) -> N
 
     if (directory / "manifest.json").is_file():
         with Index.open(directory) as ix:
-            if ix.count == len(rows) and ix.manifest.model.fingerprint == encoder.fingerprint:
+            if (ix.count == len(rows) and ix.manifest.model.fingerprint == encoder.fingerprint
+                    and ix.lexical is not None):
                 return
         import shutil
 
@@ -189,8 +191,10 @@ def main() -> None:
             text=True, check=True).stdout)["indexes"][0]
         results["rss_mb_before"] = round(rss_mb(proc.pid), 1)
 
-        def search_request(rng):
-            return "/search", {"queries": [rng.choice(texts)], "k": 10}, 1
+        def search_request(mode: str):
+            def make(rng):
+                return "/search", {"queries": [rng.choice(texts)], "k": 10, "mode": mode}, 1
+            return make
 
         def embed_request(n: int, fmt: str):
             def make(rng):
@@ -208,7 +212,8 @@ def main() -> None:
             return size == encoder.dim
 
         phases = [
-            ("search", args.search_clients, search_request, hits_ok),
+            ("search, dense", args.search_clients, search_request("dense"), hits_ok),
+            ("search, hybrid", args.search_clients, search_request("hybrid"), hits_ok),
             ("embeddings, 1 text, 1 client", 1, embed_request(1, "base64"), vectors_ok),
             (f"embeddings, {args.texts_per_request} texts, {args.embed_clients} clients, base64", args.embed_clients,
              embed_request(args.texts_per_request, "base64"), vectors_ok),

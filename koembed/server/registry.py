@@ -14,8 +14,8 @@ generation finish on it; it is closed when the last of them lets go, which also 
 old snapshot kept open would stop the writer from recycling SQLite's WAL file). A failed open leaves the
 old generation serving and is tried again at the next check.
 
-Threads. SQLite connections belong to the thread that opened them, so each generation has one worker
-thread that opens it, runs every search on it and closes it. FAISS parallelises a batch inside a call.
+Threads. Each generation has one worker thread that opens it, runs its searches (merging those that ask
+the same thing) and closes it: :mod:`koembed.server.index_worker`.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from koembed.errors import InputError, KoembedError
 from koembed.index.modes import MODES, resolve_mode
+from koembed.server.index_worker import IndexWorker
 
 log = logging.getLogger("koembed.server")
 
@@ -62,11 +63,11 @@ class IndexSummary:
 class Generation:
     """One opened generation of an index, its worker thread, and how many requests hold it."""
 
-    def __init__(self, name: str, index: Any, executor: ThreadPoolExecutor, summary: IndexSummary) -> None:
+    def __init__(self, name: str, index: Any, worker: IndexWorker, summary: IndexSummary) -> None:
         self.name = name
         self.index = index
         self.summary = summary
-        self._executor = executor
+        self.worker = worker
         self._refs = 0
         self._retired = False
 
@@ -74,13 +75,14 @@ class Generation:
     def generation(self) -> int:
         return self.summary.generation
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        """Run ``fn(index, *args, **kwargs)`` on this generation's worker thread."""
-        return self._executor.submit(fn, self.index, *args, **kwargs)
+    def search(self, key: Hashable, queries: list[str], vectors: Any, run: Callable[..., Any]) -> Future:
+        """``run(index, queries, vectors)`` on the worker thread, merged with waiting searches of the same ``key``
+        (see :mod:`koembed.server.index_worker`)."""
+        return self.worker.search(key, queries, vectors, lambda q, v: run(self.index, q, v))
 
     def _close(self) -> None:
-        self._executor.submit(self.index.close)
-        self._executor.shutdown(wait=False)
+        self.worker.call(self.index.close)
+        self.worker.stop()
 
 
 def _answers_in(index: Any, mode: str) -> bool:
@@ -91,21 +93,9 @@ def _answers_in(index: Any, mode: str) -> bool:
     return True
 
 
-def _one_openmp_thread() -> None:
-    """FAISS on this worker thread runs single-threaded (the setting is per thread).
-
-    A server's searches are mostly a query or a few; FAISS parallelises those over queries, so extra
-    OpenMP threads would only spin, taking CPU from the encoder and the event loop.
-    """
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-
-
 def _open_on_worker(name: str, path: Path) -> Generation:
-    """Open the newest committed generation of ``path`` on a fresh worker thread (retrying lost races)."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"koembed-index-{name}",
-                                  initializer=_one_openmp_thread)
+    """Open the newest committed generation of ``path`` on a fresh worker thread."""
+    worker = IndexWorker(name)
 
     def open_it() -> tuple[Any, IndexSummary]:
         from koembed.index import Index
@@ -116,11 +106,11 @@ def _open_on_worker(name: str, path: Path) -> Generation:
                                    resolve_mode(index, None))
 
     try:
-        index, summary = executor.submit(open_it).result()
+        index, summary = worker.call(open_it).result()
     except BaseException:
-        executor.shutdown(wait=False)
+        worker.stop()
         raise
-    return Generation(name, index, executor, summary)
+    return Generation(name, index, worker, summary)
 
 
 def _manifest_signature(path: Path) -> tuple[int, int, int] | None:

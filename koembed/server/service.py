@@ -1,15 +1,18 @@
 """What the HTTP routes do, without HTTP: check a request against the limits, encode, search, describe.
 
 All encoding goes through one :class:`~koembed.server.batcher.EncodeBatcher` (concurrent requests share
-forward passes); all searching runs on the worker thread of the index generation being served (see
-:mod:`koembed.server.registry`). The coroutines here only wait, so the event loop stays free.
+forward passes); all searching runs on the worker thread of the index generation being served, where
+waiting searches that ask the same thing share a call (:mod:`koembed.server.index_worker`). The
+coroutines here only wait, so the event loop stays free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,13 +51,16 @@ def _hit_dict(hit: Any) -> dict[str, Any]:
             "scores": {name: _score(v) for name, v in (d.get("scores") or {}).items()}}
 
 
-def _search_on(index: Any, queries: list[str], k: int, filters: dict[str, Any] | None, encoder: Any,
-               options: dict[str, Any], allow_model_mismatch: bool) -> tuple[str, list[list[dict[str, Any]]]]:
-    """On the generation's worker thread: the mode this index runs the request in, and the hits."""
+def _search_on(index: Any, queries: list[str], vectors: np.ndarray | None, *, k: int,
+               filters: dict[str, Any] | None, options: dict[str, Any], model: Any,
+               allow_model_mismatch: bool) -> tuple[str, list[list[dict[str, Any]]]]:
+    """On the generation's worker thread: the mode this index answers in, and the hits of each query."""
     from koembed.index import search
     from koembed.index.modes import resolve_mode
 
+    options = dict(options)
     mode = resolve_mode(index, options.pop("mode"))
+    encoder = _Precomputed(queries, vectors, model) if vectors is not None else None
     results = search(index, queries, k=k, filter=filters, encoder=encoder, allow_model_mismatch=allow_model_mismatch,
                      mode=mode, **options)
     return mode, [[_hit_dict(h) for h in hits] for hits in results]
@@ -151,26 +157,27 @@ class Service:
             raise ApiError(422, f"{field}: only hybrid search fuses; send mode: hybrid", field, "unsupported")
         queries = list(req.queries)
         self.check_texts(queries, "queries")
-        encoder = None
+        vectors = None
         if req.mode != "lexical":  # hybrid and dense need the query vectors; lexical loads no model
-            enc = await asyncio.wrap_future(self.batcher.submit(queries))
-            encoder = _Precomputed(queries, enc.vectors, self.encoder)
-        options = {"mode": req.mode}
+            vectors = (await asyncio.wrap_future(self.batcher.submit(queries))).vectors
+        options: dict[str, Any] = {"mode": req.mode}
         if req.dense_weight is not None:
             options["dense_weight"] = req.dense_weight
         if req.fusion is not None:
             options["fusion"] = req.fusion
         filters = dict(req.filters) if req.filters else None
-        per_index = await asyncio.gather(*(self._search_index(n, queries, req.k, filters, encoder, dict(options))
-                                           for n in names))
+        run = partial(_search_on, k=req.k, filters=filters, options=options, model=self.encoder,
+                      allow_model_mismatch=self.config.allow_model_mismatch)
+        # Requests with equal keys ask the same of an index and may share one search call.
+        key = json.dumps([req.k, filters, options], sort_keys=True)
+        per_index = await asyncio.gather(*(self._search_index(n, queries, vectors, key, run) for n in names))
         return {"mode": req.mode, "k": req.k, "indexes": per_index}
 
-    async def _search_index(self, name: str, queries: list[str], k: int, filters: dict[str, Any] | None,
-                            encoder: Any, options: dict[str, Any]) -> dict[str, Any]:
+    async def _search_index(self, name: str, queries: list[str], vectors: np.ndarray | None, key: str,
+                            run: Any) -> dict[str, Any]:
         gen = self.registry.acquire(name)
         try:
-            mode, hits = await asyncio.wrap_future(gen.submit(_search_on, queries, k, filters, encoder, options,
-                                                              self.config.allow_model_mismatch))
+            mode, hits = await asyncio.wrap_future(gen.search(key, queries, vectors, run))
         finally:
             self.registry.release(gen)
         return {"name": name, "generation": gen.generation, "count": gen.summary.count, "mode": mode,
