@@ -250,3 +250,39 @@ def test_the_analyser_is_recorded_and_another_refused(tmp_path, tiny_encoder):
         build_index(config(tmp_path / "other", analyser="bigramm"), tiny_encoder)
     dense_only = build_index(config(tmp_path / "dense", lexical=False), tiny_encoder)
     assert dense_only.analyser is None and "lexical" not in json.loads((tmp_path / "dense" / MANIFEST).read_text())
+
+
+# -- real data ---------------------------------------------------------------------------------------------
+def test_eval_cli_lexical_mode_on_korquad(data_dir, capsys):
+    assert main(["eval", "no-model-needed", "--task", "korquad-retrieval", "--mode", "lexical", "--half", "report",
+                 "--max-samples", "200", "--data-dir", str(data_dir), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["korquad-retrieval"]
+    assert r["mode"] == "lexical" and r["queries"] == 200 and r["corpus"] > 900
+    assert r["mrr@10"] > 0.85 and r["recall@100"] > 0.95
+
+
+@pytest.mark.slow
+def test_hybrid_with_the_embedded_model_is_not_worse_than_lexical_on_korquad(tmp_path, data_dir):
+    from koembed.encoder import KoMiniLMEncoder
+    from koembed.evaluate import RetrievalData
+    from koembed.index.modes import MODEL_CARD, dense_weight_for
+    from koembed.model_source import default_model
+    from koembed.search_eval import build_corpus_index, evaluate_search, korquad_halves
+
+    if not Path(default_model()).is_dir():
+        pytest.skip("no embedded default model in this install")
+    report = korquad_halves(data_dir)["report"]
+    # The report half's first 700 questions, against their paragraphs (a quarter of the corpus: CI time).
+    qids = list(report.queries)[:700]
+    keep = {d for q in qids for d in report.qrels[q]}
+    data = RetrievalData({d: t for d, t in report.corpus.items() if d in keep}, {q: report.queries[q] for q in qids},
+                         {q: report.qrels[q] for q in qids})
+    encoder = KoMiniLMEncoder(default_model())
+    recorded = json.loads((Path(default_model()) / MODEL_CARD).read_text(encoding="utf-8"))["search"]
+    assert dense_weight_for(encoder) == recorded["dense_weight"]  # the default weight is the model's own
+    with build_corpus_index(tmp_path / "ix", data.corpus, encoder) as index:
+        lexical = evaluate_search(data, index=index, mode="lexical")
+        hybrid = evaluate_search(data, encoder=encoder, index=index)  # every default: hybrid, the model's weight
+        dense = evaluate_search(data, encoder=encoder, index=index, mode="dense")
+    assert hybrid["mode"] == "hybrid" and lexical["mrr@10"] > 0.85
+    assert hybrid["mrr@10"] >= lexical["mrr@10"] > dense["mrr@10"]
