@@ -19,6 +19,13 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _group() -> None:
+    # A callback keeps koembed a command group when only one command module is loaded (see koembed.cli):
+    # typer runs a lone command without its name otherwise.
+    pass
+
+
 # Exit codes (docs/errors.md): 0 ok, 1 other error, 2 bad input or usage, 3 model not found, 4 index refused,
 # 5 missing optional dependency, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 INTERRUPTED = 130
