@@ -102,7 +102,8 @@ def test_korean_search_on_a_phone_and_a_desktop(browser, index_dir, tiny_encoder
         assert page.locator("#modes input[value=hybrid]").is_checked()  # the index's default
         assert _search(page, TEXTS[30])[0] == TEXTS[30]
         assert "hybrid" in page.inner_text("#status")
-        assert "fused" in page.locator(".hit").first.locator(".meta").inner_text()  # the signals behind it
+        first_meta = page.locator(".hit").first.locator(".meta").inner_text()
+        assert "dense " in first_meta and "lexical " in first_meta  # the signals the fused score came from
         page.click("#modes label:has(input[value=dense])")  # what a user taps: the label
         assert page.locator("#modes input[value=dense]").is_checked()
         page.fill("#k", "5")

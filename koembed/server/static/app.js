@@ -87,9 +87,10 @@ function renderHit(hit, rank) {
   const score = el("span");
   score.append(el("span", "rank", "#" + rank), el("span", "score", hit.score === null ? "–" : hit.score.toFixed(4)));
   meta.append(score);
-  for (const [name, value] of Object.entries(hit.scores || {})) {
-    if (value !== null && Object.keys(hit.scores).filter((n) => hit.scores[n] !== null).length > 1) {
-      meta.append(el("span", "chip", name + " " + value.toFixed(4)));  // only where the mode fused several
+  const signals = Object.entries(hit.scores || {}).filter(([, value]) => value !== null);
+  if (signals.length > 1) {  // the signals a fused score came from (the score itself is shown above)
+    for (const [name, value] of signals) {
+      if (value !== hit.score) meta.append(el("span", "chip", name + " " + value.toFixed(4)));
     }
   }
   meta.append(el("span", "chip", "id " + hit.id));
