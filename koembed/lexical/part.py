@@ -48,6 +48,9 @@ class LexicalPart:
         self.info = dict(info)
         self._matrix = matrix
         self.dirty = matrix is None  # a part without a file yet must write one at the next commit
+        # A writer's token -> id map, loaded at its first insert and grown with it. An aborted transaction
+        # replaces this object (Index._abort reloads the part), so the map never outlives a rollback.
+        self._vocab: dict[str, int] | None = None
 
     @classmethod
     def load(cls, directory: Path, info: dict[str, Any]) -> LexicalPart:
@@ -80,7 +83,9 @@ class LexicalPart:
 
     # -- writes (inside the caller's SQLite transaction) ------------------------------------------------
     def add(self, conn: Any, row_ids: Sequence[int], texts: Sequence[str]) -> None:
-        tables.insert(conn, zip((int(r) for r in row_ids), self.analyser.many(texts), strict=True))
+        if self._vocab is None:
+            self._vocab = tables.load_vocab(conn)
+        tables.insert(conn, zip((int(r) for r in row_ids), self.analyser.many(texts), strict=True), self._vocab)
         self.dirty = True
 
     def remove(self, conn: Any, row_ids: Sequence[int]) -> None:

@@ -58,24 +58,36 @@ def encode_queries(conn: sqlite3.Connection, queries: Sequence[Sequence[str]]) -
     return [np.array([ids[t] for t in q if t in ids], dtype=np.int64) for q in queries]
 
 
-def insert(conn: sqlite3.Connection, rows: Iterable[tuple[int, Sequence[str]]]) -> None:
+def load_vocab(conn: sqlite3.Connection) -> dict[str, int]:
+    """The whole vocabulary, ``token -> id``: a writer keeps it to map tokens without a query per batch."""
+    return dict(conn.execute("SELECT token, id FROM lex_vocab"))
+
+
+def insert(conn: sqlite3.Connection, rows: Iterable[tuple[int, Sequence[str]]],
+           vocab: dict[str, int] | None = None) -> None:
     """Store the tokens of documents ``(row_id, tokens)``, adding unseen tokens to the vocabulary.
 
-    Call inside the transaction that inserts the documents themselves.
+    Call inside the transaction that inserts the documents themselves. ``vocab`` (from :func:`load_vocab`,
+    kept by the caller for this transaction) gains the new tokens; without it the known ones are looked up.
     """
     rows = list(rows)
-    ids = lookup(conn, (t for _, toks in rows for t in toks))
+    if vocab is None:
+        vocab = lookup(conn, (t for _, toks in rows for t in toks))
     next_id = vocab_size(conn)
     new = []
     for _, toks in rows:
         for t in toks:
-            if t not in ids:
-                ids[t] = next_id
+            if t not in vocab:
+                vocab[t] = next_id
                 new.append((t, next_id))
                 next_id += 1
+    new.sort()  # key order: cheaper B-tree inserts
     conn.executemany("INSERT INTO lex_vocab (token, id) VALUES (?, ?)", new)
+    flat = np.fromiter((vocab[t] for _, toks in rows for t in toks), dtype=_TOKEN_DTYPE,
+                       count=sum(len(toks) for _, toks in rows))
+    ends = np.cumsum([len(toks) for _, toks in rows]).tolist()
     conn.executemany("INSERT OR REPLACE INTO lex_docs (row_id, tokens) VALUES (?, ?)",
-                     ((int(r), np.array([ids[t] for t in toks], dtype=_TOKEN_DTYPE).tobytes()) for r, toks in rows))
+                     ((int(r), flat[e - len(toks):e].tobytes()) for (r, toks), e in zip(rows, ends, strict=True)))
 
 
 def delete(conn: sqlite3.Connection, row_ids: Iterable[int]) -> None:
