@@ -161,7 +161,8 @@ def reader(directory: str, seconds: float, mode: str, exact: bool, seed: int, ou
 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(seed)
-    stats = {"searches": 0, "failures": 0, "short": 0, "wrong": 0, "generations": set(), "examples": []}
+    stats = {"mode": mode, "searches": 0, "failures": 0, "short": 0, "wrong": 0, "generations": set(),
+             "examples": []}
     cache: dict[int, tuple] = {}
     deadline = time.monotonic() + seconds
     held = Index.open(directory) if mode == "refresh" else None
@@ -220,13 +221,15 @@ def run(directory: Path, *, seconds: float = 20.0, readers: int = 2, docs: int =
     for p in procs:
         p.join(timeout=60)
     total = {"index_type": index_type, "seconds": seconds, "readers": readers, "docs": docs, "searches": 0,
-             "failures": 0, "short": 0, "wrong": 0, "generations_seen": 0, "examples": []}
+             "failures": 0, "short": 0, "wrong": 0, "generations_seen": 0, "examples": [], "searches_by_mode": {}}
     for role, r in results:
         if role == "writer":
             total["writer"] = r
             continue
         for key in ("searches", "failures", "short", "wrong"):
             total[key] += r[key]
+        by_mode = total["searches_by_mode"]
+        by_mode[r["mode"]] = by_mode.get(r["mode"], 0) + r["searches"]
         total["generations_seen"] += r["generations"]
         total["examples"] += r["examples"]
     return total
@@ -246,7 +249,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         total = run(Path(tmp) / "ix", seconds=args.seconds, readers=args.readers, docs=args.docs, batch=args.batch,
                     index_type=args.index_type)
-    total["cpu"] = os.cpu_count()
+    total["cpus"] = os.cpu_count()
+    total["load_average_after"] = round(os.getloadavg()[0], 1)
     print(json.dumps(total, ensure_ascii=False, indent=2))
     sys.exit(1 if total["failures"] or total["short"] or total["wrong"] or total["writer"]["errors"] else 0)
 

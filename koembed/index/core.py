@@ -11,13 +11,15 @@ A commit (generation g -> g+1) happens in this order:
 1. the FAISS index is written to a new file ``index.{g+1}.faiss`` (temp file, fsync, rename);
 2. the document changes and the new manifest (naming that file and its checksum) commit in ONE SQLite
    transaction: this is the commit point;
-3. ``manifest.json`` is rewritten atomically, now including the SQLite file's checksum;
-4. ``index.{g}.faiss`` is deleted.
+3. ``manifest.json`` is rewritten atomically (a copy for people and tools: koembed reads the store's);
+4. the files of generation g-1 are deleted; g's stay one more commit, for readers that took their
+   snapshot just before this commit and have not opened them yet.
 
-``kill -9`` before step 2 leaves generation g intact (the journal rolls SQLite back; the new FAISS file
-is an orphan, deleted on the next write). After step 2 the store already describes g+1 and its FAISS
-file is complete, so opening rolls forward: it verifies that file against the checksum in the store
-and rewrites ``manifest.json``. Either way the index opens in a consistent state.
+``kill -9`` before step 2 leaves generation g intact (the WAL's uncommitted frames are ignored; the new
+FAISS file is an orphan, deleted on the next write). After step 2 the store already describes g+1 and
+its FAISS file is complete; the next writer rewrites ``manifest.json``. Either way the index opens in a
+consistent state. A read-only Index is a snapshot of one generation (see :meth:`Index.open` and
+:meth:`Index.refresh`; docs/index.md, *Readers during writes*).
 """
 
 from __future__ import annotations
