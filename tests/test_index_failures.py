@@ -73,6 +73,22 @@ def test_a_full_disk_while_writing_the_faiss_file_commits_nothing_and_the_index_
         assert index.count == 101 and index.get("new")["text"] == "새 문서"
 
 
+def test_a_full_disk_while_creating_says_so_and_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    import faiss
+
+    def full(index, path):
+        raise RuntimeError(f"Error in faiss::write_index: write error in {path}: 0 != 90 (No space left on device)")
+
+    monkeypatch.setattr(faiss, "write_index", full)
+    d = tmp_path / "mine"
+    d.mkdir()
+    with pytest.raises(WriteError, match=r"mine: the disk is full \(No space left on device\)"):
+        Index.create(d, DIM)
+    assert sorted(p.name for p in d.iterdir()) == [".lock"]  # not "corrupt", and nothing half-made left
+    monkeypatch.undo()
+    build(d, vectors(5)).close()  # once there is space, the same folder takes the index
+
+
 def test_a_full_store_is_one_line_and_rolls_back(tmp_path):
     d = tmp_path / "ix"
     build(d, vectors(50)).close()
