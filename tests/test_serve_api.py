@@ -174,6 +174,13 @@ def test_encode_plain(client, tiny_encoder):
     assert body["tokens"] > 0 and body["truncated"] == 0
 
 
+def test_without_an_index_it_serves_embeddings_only(tiny_encoder):
+    with TestClient(create_app(None, tiny_encoder, ServeConfig(api_key=None))) as c:
+        assert c.get("/info").json()["indexes"] == []
+        assert c.post("/v1/embeddings", json={"input": "안녕"}).status_code == 200
+        assert "serves no index" in error_of(c.post("/search", json={"queries": ["안녕"]}), 404, "index")
+
+
 # -- refusals --------------------------------------------------------------------------------------------------
 BAD = [
     ("/search", {"queries": []}, 422, "queries", "at least 1"),

@@ -14,10 +14,11 @@ One run, on one machine:
    ``/v1/embeddings`` with one text per request at one client (latency-bound); ``/v1/embeddings`` with
    ``--texts-per-request`` texts at ``--embed-clients`` clients (batch-friendly), base64 as OpenAI's
    client asks by default, and the same with floats;
-4. with the server stopped, ``KoMiniLMEncoder.encode`` called directly in this process on random samples
-   of the same texts for ``--seconds`` (batches of 64): 1,024 texts a call (long length-sorted runs, the
-   best encode does) and one request's texts a call. The baselines of the embeddings throughput ratio
-   (target: >= 0.8 of direct at batch-friendly concurrency).
+4. with no server running (half before the phases, half after, as the load of a shared machine drifts),
+   ``KoMiniLMEncoder.encode`` called directly in this process on random samples of the same texts for
+   ``--seconds`` (batches of 64): 1,024 texts a call (long length-sorted runs, the best encode does) and
+   one request's texts a call. The baselines of the embeddings throughput ratio (target: >= 0.8 of
+   direct at batch-friendly concurrency).
 
 Because the machine may be shared, each phase also records CPU seconds used by the server process and
 by the clients, and throughput per CPU-second of the server next to the direct call's per CPU-second.
@@ -139,17 +140,24 @@ async def load(url: str, clients: int, seconds: float, make_request, check) -> d
 
 
 def direct_rate(encoder, texts: list[str], seconds: float, per_call: int) -> dict:
-    """``encoder.encode`` on random samples of ``per_call`` texts (batches of 64) for ``seconds``: texts per
-    second and per CPU-second."""
-    rng = random.Random(1)
+    """``encoder.encode`` on random samples of ``per_call`` texts (batches of 64) for ``seconds``: texts, wall
+    seconds and CPU seconds."""
+    rng = random.Random(per_call)
     encoder.encode(texts[:64])
     done, start, cpu = 0, time.perf_counter(), cpu_seconds()
     while time.perf_counter() - start < seconds:
         encoder.encode(rng.sample(texts, per_call), batch_size=64)
         done += per_call
-    wall, used = time.perf_counter() - start, cpu_seconds() - cpu
-    return {"texts_per_call": per_call, "texts_per_s": round(done / wall, 1),
-            "texts_per_cpu_s": round(done / used, 1), "load_average": round(os.getloadavg()[0], 1)}
+    return {"texts": done, "wall_s": time.perf_counter() - start, "cpu_s": cpu_seconds() - cpu,
+            "load_average": round(os.getloadavg()[0], 1)}
+
+
+def combine(parts: list[dict], per_call: int) -> dict:
+    """Direct runs measured before and after the server phases, as one rate (the load drifts over a run)."""
+    texts, wall, cpu = (sum(p[k] for p in parts) for k in ("texts", "wall_s", "cpu_s"))
+    return {"texts_per_call": per_call, "texts_per_s": round(texts / wall, 1), "texts_per_cpu_s": round(texts / cpu, 1),
+            "texts_per_s_before_after": [round(p["texts"] / p["wall_s"], 1) for p in parts],
+            "load_average_before_after": [p["load_average"] for p in parts]}
 
 
 def main() -> None:
@@ -177,6 +185,12 @@ def main() -> None:
     texts = [r[1] for r in rows]
     directory = REPO / ".cache" / "bench" / f"serve-{args.docs}"
     build_index(directory, rows, encoder)
+
+    # Direct baselines, half before the server phases and half after (see combine): large calls (the best
+    # encode does: long length-sorted runs, little padding) and calls of one request's texts (what a client
+    # without the server would run per request).
+    sizes = (1024, args.texts_per_request)
+    direct_parts = {n: [direct_rate(encoder, texts, args.seconds / 2, n)] for n in sizes}
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -238,11 +252,10 @@ def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     results["server_exit"] = proc.returncode
-    # Two baselines: large calls (the best encode does: long length-sorted runs, little padding) and calls of
-    # one request's texts (what a client without the server would run per request).
-    big = direct_rate(encoder, texts, args.seconds, 1024)
-    small = direct_rate(encoder, texts, args.seconds / 2, args.texts_per_request)
-    results["direct"] = {"1024 texts a call": big, f"{args.texts_per_request} texts a call": small}
+    for n in sizes:
+        direct_parts[n].append(direct_rate(encoder, texts, args.seconds / 2, n))
+    big, small = (combine(direct_parts[n], n) for n in sizes)
+    results["direct"] = {f"{d['texts_per_call']} texts a call": d for d in (big, small)}
     for name, r in results["phases"].items():
         if name.startswith("embeddings"):
             r["ratio_to_direct_1024"] = round(r["items_per_s"] / big["texts_per_s"], 3)
