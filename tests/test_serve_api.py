@@ -357,6 +357,16 @@ def test_committed_openapi_schema_is_current():
     assert {"/search", "/v1/embeddings", "/encode", "/info", "/healthz"} <= set(paths)
 
 
+def test_a_missing_serve_extra_is_one_line_naming_it(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
+    assert main(["serve", "--port", "0"]) == 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: koembed serve needs uvicorn: pip install 'koembed[serve]'"]
+
+
 def test_cli_serve_help_and_a_bad_index(tmp_path, capsys):
     assert main(["serve", "--help"]) == 0
     out = capsys.readouterr().out
