@@ -203,7 +203,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--speed-model", type=Path, default=None, help="bare BERT or ST folder (default: random 23M)")
     ap.add_argument("--trained-model", type=Path, default=None, help="trained model for cosine/overlap")
-    ap.add_argument("--int8-presets", nargs="*", default=["dynamic", "static"],
+    ap.add_argument("--int8-presets", nargs="*", default=["dynamic-all", "dynamic", "static"],
                     help="presets of koembed.backends.onnx.quantize")
     ap.add_argument("--search-docs", type=int, default=100_000, help="index size for the search cold start")
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: speed floor fidelity cold")
