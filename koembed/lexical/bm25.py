@@ -153,6 +153,7 @@ class BM25Matrix:
 
         mat = self._matrix()
         indptr = np.asarray(self.indptr)
+        buf = np.zeros(self.n_docs, np.float32) if score_rows is not None else None
         postings = [int((indptr[q + 1] - indptr[q]).sum()) if len(q) else 0 for q in queries]
         start = 0
         while start < len(queries):
@@ -173,8 +174,11 @@ class BM25Matrix:
                     keep = allowed[docs]
                     docs, scores = docs[keep], scores[keep]
                 qi = start + i
-                if extra is not None and len(score_rows[qi]):
-                    extra[qi] = self._lookup(docs, scores, score_rows[qi])
+                if extra is not None and len(score_rows[qi]):  # via a dense buffer: O(documents touched)
+                    pos = self.positions(score_rows[qi])
+                    buf[docs] = scores
+                    extra[qi][pos >= 0] = buf[pos[pos >= 0]]
+                    buf[docs] = 0
                 if not len(docs):
                     continue
                 top = _top_k(docs, scores, k)
@@ -182,14 +186,6 @@ class BM25Matrix:
                 out_scores[qi] = scores[top]
             start = end
         return out_rows, out_scores, extra
-
-    def _lookup(self, docs: np.ndarray, scores: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
-        order = np.argsort(docs)
-        at = _find(docs[order], self.positions(row_ids))
-        out = np.zeros(len(at), np.float32)
-        out[at >= 0] = scores[order][at[at >= 0]]
-        return out
-
 
 def _find(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Index of each ``wanted`` value in ``sorted_values`` (ascending, distinct), -1 where absent."""
