@@ -183,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-docs", type=int, default=1_000_000)
     ap.add_argument("--workdir", default=None, help="where to build (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="append the results as one JSON line to this file")
+    ap.add_argument("--memory-from", default=None, help="only measure the BM25 build memory, from this index's tokens")
     args = ap.parse_args(argv)
+    if args.memory_from:
+        m = bm25_build_memory(Path(args.memory_from), args.memory_docs)
+        print(f"# {machine_summary()}\nBM25 build of {m['docs']} documents ({m['postings']} postings): peak "
+              f"{m['peak_mb']:.0f} MB traced (inputs {m['inputs_mb']:.0f} MB, file {m['file_mb']:.0f} MB), "
+              f"{m['seconds']:.1f} s", flush=True)
+        return 0
     from koembed.encoder import KoMiniLMEncoder
 
     data_dir = default_data_dir(args.data_dir)

@@ -76,20 +76,25 @@ class BM25Matrix:
         n = len(row_ids)
         if n and np.any(np.diff(row_ids) <= 0):
             raise ValueError("row ids must be strictly ascending")
-        docs = np.repeat(np.arange(n, dtype=np.int64), lengths)
-        ones = np.ones(len(token_ids), dtype=np.float32)
+        # 32-bit indices and float32 arithmetic where they suffice: the build's memory is a few times the
+        # number of postings, so every byte per posting counts (docs/search.md, memory for 1M documents).
+        itype = _index_dtype(max(len(token_ids), n, n_tokens))
+        docs = np.repeat(np.arange(n, dtype=itype), lengths)
         # (document, token) -> term frequency; converting to CSC sums repeated pairs.
-        tf = sp.coo_matrix((ones, (docs, np.asarray(token_ids, dtype=np.int64))), shape=(n, n_tokens)).tocsc()
+        tf = sp.coo_matrix((np.ones(len(token_ids), dtype=np.float32), (docs, np.asarray(token_ids, dtype=itype))),
+                           shape=(n, n_tokens)).tocsc()
+        del docs
         tf.sum_duplicates()
         tf.sort_indices()
-        df = np.diff(tf.indptr).astype(np.float64)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        counts = np.diff(tf.indptr)
+        df = counts.astype(np.float64)
+        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         avg = lengths.mean() if n else 1.0
-        norm = k1 * (1.0 - b + b * lengths / (avg if avg > 0 else 1.0))
-        tfv = tf.data.astype(np.float64)
-        weight = np.repeat(idf, np.diff(tf.indptr)) * tfv / (tfv + norm[tf.indices])
-        itype = _index_dtype(max(tf.nnz, n))
-        return cls(weight.astype(np.float32), tf.indices.astype(itype), tf.indptr.astype(itype), row_ids, k1, b)
+        norm = (k1 * (1.0 - b + b * lengths / (avg if avg > 0 else 1.0))).astype(np.float32)
+        weight = tf.data / (tf.data + norm[tf.indices])
+        weight *= np.repeat(idf, counts)
+        return cls(weight, tf.indices.astype(itype, copy=False), tf.indptr.astype(itype, copy=False), row_ids,
+                   k1, b)
 
     # -- file -------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
