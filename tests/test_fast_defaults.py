@@ -169,3 +169,24 @@ def test_truncation_matches_the_tokenizers_own(tiny_st_dir):
         want = hf(texts, truncation=True, max_length=limit, padding=True, return_tensors="np")
         np.testing.assert_array_equal(ids, want["input_ids"])
         np.testing.assert_array_equal(mask, want["attention_mask"])
+
+
+def test_search_reads_only_the_fields_asked_for(tmp_path):
+    from koembed.errors import InputError
+    from koembed.index import Index, search
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 16)).astype(np.float32)
+    with Index.create(tmp_path / "ix", 16, index_type="flat", analyser=None) as index:
+        index.add_vectors([f"d{i}" for i in range(50)], x, [f"문서 {i}" for i in range(50)],
+                          [{"n": i} for i in range(50)])
+        full = search(index, x[:3], k=2)
+        ids_only = search(index, x[:3], k=2, fields=())
+        text_only = search(index, x[:3], k=2, fields=("text",))
+        with pytest.raises(InputError, match="unknown document field"):
+            search(index, x[:3], k=2, fields=("txt",))
+    assert [[h.id for h in hits] for hits in ids_only] == [[h.id for h in hits] for hits in full]
+    assert [h.score for h in ids_only[0]] == [h.score for h in full[0]]
+    assert full[0][0].text == "문서 0" and full[0][0].metadata == {"n": 0}
+    assert ids_only[0][0].text == "" and ids_only[0][0].metadata == {}
+    assert text_only[0][0].text == "문서 0" and text_only[0][0].metadata == {}
