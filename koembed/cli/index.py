@@ -171,7 +171,8 @@ def search_cmd(
         texts += [line for line in iter_lines(queries) if line.strip()]
     if not texts:
         raise InputError("no queries given: pass a query text or --queries FILE")
-    with Index.open(directory) as index:
+    # One process, one search: mapping the FAISS file beats reading all of it first (issue 16).
+    with Index.open(directory, mmap=True) as index:
         mode = resolve_mode(index, mode)
         encoder = None
         if mode != "lexical":
@@ -215,7 +216,7 @@ def info_cmd(
     """Show an index's count, model, fingerprint, type, dimension and file sizes."""
     from koembed.index import Index
 
-    with Index.open(directory) as index:
+    with Index.open(directory, mmap=True) as index:
         info = index.info()
     if as_json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
