@@ -128,6 +128,26 @@ class BM25Matrix:
                    float(meta["b"]))
 
     # -- search -----------------------------------------------------------------------------------------
+    def _one(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(document positions, scores) of one query, with the sparse product's arithmetic but in numpy.
+
+        As scipy computes ``q @ mat``: the query's distinct tokens in ascending order, each column's weights
+        times the token's count, added into each document's float32 sum in token order.
+        """
+        q = np.sort(np.asarray(query, dtype=np.int64))
+        if not len(q):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        sums = np.zeros(self.n_docs, dtype=np.float32)
+        touched = np.zeros(self.n_docs, dtype=bool)
+        indptr = np.asarray(self.indptr)
+        for i in np.flatnonzero(np.append(q[1:] != q[:-1], True)):  # the last of each run of a token
+            t, count = q[i], np.float32(i + 1 - np.searchsorted(q, q[i]))
+            docs = np.asarray(self.indices[indptr[t] : indptr[t + 1]])
+            sums[docs] += np.asarray(self.data[indptr[t] : indptr[t + 1]]) * count  # a column's documents differ
+            touched[docs] = True
+        docs = np.flatnonzero(touched)
+        return docs, sums[docs]
+
     def _matrix(self):
         import scipy.sparse as sp
 
@@ -154,9 +174,7 @@ class BM25Matrix:
             extra = [np.zeros(len(r), np.float32) for r in score_rows]
         if not len(queries) or self.n_docs == 0 or k <= 0:
             return out_rows, out_scores, extra
-        import scipy.sparse as sp
-
-        mat = self._matrix()
+        mat = None
         indptr = np.asarray(self.indptr)
         buf = np.zeros(self.n_docs, np.float32) if score_rows is not None else None
         postings = [int((indptr[q + 1] - indptr[q]).sum()) if len(q) else 0 for q in queries]
@@ -167,14 +185,20 @@ class BM25Matrix:
                 total += postings[end]
                 end += 1
             chunk = queries[start:end]
-            lens = [len(q) for q in chunk]
-            rows = np.repeat(np.arange(len(chunk)), lens)
-            cols = np.concatenate(chunk).astype(np.int64) if sum(lens) else np.zeros(0, np.int64)
-            q = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(chunk), self.n_tokens))
-            res = (q @ mat).tocsr()
-            for i in range(len(chunk)):
-                a, z = res.indptr[i], res.indptr[i + 1]
-                docs, scores = res.indices[a:z], res.data[a:z]
+            if len(chunk) == 1:  # one query (a command line search): importing scipy would cost more than it
+                results = [self._one(chunk[0])]
+            else:
+                import scipy.sparse as sp
+
+                mat = self._matrix() if mat is None else mat
+                lens = [len(q) for q in chunk]
+                rows = np.repeat(np.arange(len(chunk)), lens)
+                cols = np.concatenate(chunk).astype(np.int64) if sum(lens) else np.zeros(0, np.int64)
+                q = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(chunk), self.n_tokens))
+                res = (q @ mat).tocsr()
+                results = [(res.indices[res.indptr[i] : res.indptr[i + 1]], res.data[res.indptr[i] : res.indptr[i + 1]])
+                           for i in range(len(chunk))]
+            for i, (docs, scores) in enumerate(results):
                 if allowed is not None:
                     keep = allowed[docs]
                     docs, scores = docs[keep], scores[keep]
