@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from koembed.errors import IndexRefusedError, InputError
+from koembed.index.store import distinct_sorted
 from koembed.lexical import fusion
 from koembed.lexical.part import add_hint
 
@@ -94,7 +95,7 @@ def lexical_search(idx: Any, texts: list[str], k: int, filter: dict[str, Any] | 
 
 def _dense_scores_of(idx: Any, vectors: np.ndarray, wanted: list[np.ndarray]) -> list[np.ndarray]:
     """Cosine of each query with its ``wanted`` row ids' stored vectors; NaN where FAISS cannot return them."""
-    flat = np.unique(np.concatenate(wanted)) if wanted and sum(len(w) for w in wanted) else np.zeros(0, np.int64)
+    flat = distinct_sorted(np.concatenate(wanted)) if wanted and sum(len(w) for w in wanted) else np.zeros(0, np.int64)
     out = [np.full(len(w), np.nan, dtype=np.float32) for w in wanted]
     if not len(flat):
         return out
