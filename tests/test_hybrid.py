@@ -161,9 +161,18 @@ def test_weights_zero_and_one_equal_the_single_modes(tmp_path):
         enc = StubEncoder()
         dense = search(ix, queries, k=10, mode="dense", encoder=enc)
         lexical = search(ix, queries, k=10, mode="lexical")
-        for w, single in ((1.0, dense), (0.0, lexical)):
-            hybrid = search(ix, queries, k=10, mode="hybrid", encoder=enc, dense_weight=w)
-            assert [[h.id for h in hs] for hs in hybrid] == [[h.id for h in hs] for hs in single], w
+        hybrid = search(ix, queries, k=10, mode="hybrid", encoder=enc, dense_weight=1.0)
+        assert [[h.id for h in hs] for hs in hybrid] == [[h.id for h in hs] for hs in dense]
+        # W = 0: the lexical matches in lexical mode's order, then the unmatched candidates in dense order
+        hybrid = search(ix, queries, k=10, mode="hybrid", encoder=enc, dense_weight=0.0)
+        for hs, lex in zip(hybrid, lexical, strict=True):
+            assert len(hs) == 10
+            assert [h.id for h in hs[:len(lex)]] == [h.id for h in lex]
+            rest = hs[len(lex):]
+            assert all(not h.lexical for h in rest)
+            assert [h.dense for h in rest] == sorted((h.dense for h in rest), reverse=True)
+        none_shared = search(ix, ["ZZZQQQ"], k=5, mode="hybrid", encoder=enc, dense_weight=0.0)[0]
+        assert [h.id for h in none_shared] == [h.id for h in search(ix, ["ZZZQQQ"], k=5, mode="dense", encoder=enc)[0]]
         h = search(ix, queries, k=3, mode="hybrid", encoder=enc, dense_weight=0.3)[0][0]
         assert h.fused == h.score and h.dense is not None and h.lexical is not None
         rrf = search(ix, queries, k=3, mode="hybrid", encoder=enc, fusion="rrf")[0]

@@ -142,8 +142,14 @@ def hybrid_search(idx: Any, texts: list[str], vectors: np.ndarray, k: int, *, fi
         else:
             fused = fusion.convex(dense, lexical, dense_weight)
         top = fusion.order(fused, cand)
-        if fusion_method == "convex" and dense_weight == 0.0:  # no dense say: only lexical matches, as lexical mode
-            top = top[lexical[top] > 0]
+        if fusion_method == "convex" and dense_weight == 0.0:
+            # W = 0 ranks the lexical matches exactly as lexical mode does. Candidates with no lexical match
+            # all tie at the bottom; they follow in dense order rather than being dropped, so a query that
+            # shares no token with any document (a paraphrase) still gets k hits, ranked by the model.
+            matched = top[lexical[top] > 0]
+            rest = np.flatnonzero(~(lexical > 0))
+            rest = rest[np.lexsort((cand[rest], -np.nan_to_num(dense[rest], nan=-np.inf)))]
+            top = np.concatenate([matched, rest])
         top = top[:k]
         rows_out.append(cand[top])
         fused_out.append(fused[top])
