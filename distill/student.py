@@ -20,7 +20,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "kominilm-23m": {**_SEED_COMMON, "hidden_size": 384, "intermediate_size": 1536},
     "kominilm-68m": {**_SEED_COMMON, "hidden_size": 768, "intermediate_size": 3072},
 }
-SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 
 
 def student_fields(spec: str | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class WriteError(KoembedError):
     exit_code = 6
 
 
-class Terminated(BaseException):  # noqa: N818 - named for the signal, like KeyboardInterrupt
+class Terminated(BaseException):  # named for the signal, like KeyboardInterrupt
     """SIGTERM arrived: raised (by the CLI's handler) so that ``finally`` blocks clean up as on Ctrl-C.
 
     A ``BaseException``, like ``KeyboardInterrupt``, so ``except Exception`` blocks do not swallow it.

@@ -78,7 +78,7 @@ def test_answers_stay_consistent_while_koembed_index_rewrites(tmp_path, tiny_st_
                     r = client.post("/search", json={"queries": [query, TEXTS[30]], "k": k})
                     assert r.status_code == 200, r.text
                     order.append(_check(r.json(), k, seen))
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:  # reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=reader, args=(TEXTS[i],)) for i in (3, 17)]

@@ -63,7 +63,7 @@ class TextTokenizer:
 
         try:
             return cls(Tokenizer.from_file(str(path)), pad_id, lowercase)
-        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exceptions
+        except Exception as exc:  # the tokenizers library raises plain Exceptions
             raise KoembedError(f"cannot read tokenizer {path} ({exc})") from None
 
     def tokenize(self, texts: list[str]) -> Tokens:

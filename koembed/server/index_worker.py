@@ -107,7 +107,7 @@ class IndexWorker:
             return
         try:
             call.future.set_result(call.fn())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:  # handed to the caller
             call.future.set_exception(exc)
 
     @staticmethod
@@ -118,7 +118,7 @@ class IndexWorker:
         vectors = None if group[0].vectors is None else np.vstack([s.vectors for s in group])
         try:
             mode, results = group[0].run(queries, vectors)
-        except BaseException as exc:  # noqa: BLE001 - every merged request gets the error (they asked the same)
+        except BaseException as exc:  # every merged request gets the error (they asked the same)
             for s in group:
                 s.future.set_exception(exc)
             return

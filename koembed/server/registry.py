@@ -196,7 +196,7 @@ class IndexRegistry:
             signature = _manifest_signature(entry.path)
             try:
                 fresh = _open_on_worker(entry.name, entry.path)
-            except Exception as exc:  # noqa: BLE001 - any failure: keep serving what works, say why once
+            except Exception as exc:  # any failure: keep serving what works, say why once
                 if signature != entry.failed:
                     log.warning("index %s: the changed index could not be opened (%s); still serving generation "
                                 "%d", entry.name, exc, entry.current.generation)

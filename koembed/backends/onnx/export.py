@@ -127,7 +127,7 @@ def export_model(source: ModelSource, spec: PipelineSpec, out_dir: Path) -> dict
             fp16_saved = store_fp16(model)
             onnx.save(model, str(target))
             err = _max_error(target, feed, expected)
-        except Exception:  # noqa: BLE001 - the next, plainer graph is tried; the last failure is reported below
+        except Exception:  # the next, plainer graph is tried; the last failure is reported below
             err = float("inf")
         if err <= EXPORT_TOLERANCE:
             break
