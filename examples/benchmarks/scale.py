@@ -135,7 +135,7 @@ def bench_encode(args: argparse.Namespace) -> dict:
         t = time.perf_counter()
         ray = encode_distributed(EncodeJobConfig(input=str(src), output=str(out), model=args.model,
                                                  backend=args.backend, shard_rows=args.shard_rows,
-                                                 num_workers=args.workers))
+                                                 num_workers=args.workers, gpus_per_worker=args.gpus_per_worker))
         ray_wall = time.perf_counter() - t
         vs = VectorSet.open(out)
         shard_seconds = [s.seconds for s in vs.manifest.shards]
@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--model", default=None)
     e.add_argument("--backend", default="torch")
     e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPU actors (the baselines stay on the CPU)")
     e.add_argument("--shard-rows", type=int, default=5000)
     e.add_argument("--data-dir", default=None)
     e.add_argument("--keep", default=None)

@@ -18,7 +18,11 @@ _LAZY = {
     "EncodeJobConfig": "koembed.scale.encode",
     "EncodeJobResult": "koembed.scale.encode",
     "encode_distributed": "koembed.scale.encode",
+    "VectorIndexConfig": "koembed.scale.index_build",
+    "VectorIndexResult": "koembed.scale.index_build",
+    "build_index_from_vectors": "koembed.scale.index_build",
     "VectorSet": "koembed.scale.vector_set",
+    "write_vector_set": "koembed.scale.vector_set",
 }
 
 __all__ = sorted(_LAZY)
