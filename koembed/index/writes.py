@@ -52,12 +52,13 @@ class IndexWrites:
             return
         self._trained(*train_faiss(self.faiss, self.spec, self._prepare(vectors), self.directory))
 
-    def adopt(self, faiss_index: Any, *, next_row_id: int, trained_on: tuple[int | None, int] | None = None) -> None:
-        """Take a FAISS index built elsewhere (koembed.scale's merged parts) as this new index's vectors.
+    def adopt(self, faiss_index: Any, *, next_row_id: int) -> None:
+        """Take a FAISS index built elsewhere as this index's vectors (koembed.scale merges parts into it).
 
+        This index holds no vectors yet and was trained (:meth:`train`, which also chose the type for
+        ``auto`` and calibrated nprobe): ``faiss_index`` was built from a copy of its trained FAISS index.
         Its ids must be row ids below ``next_row_id`` of documents the caller inserts into :attr:`store`;
-        :meth:`commit` makes both durable. ``trained_on`` is :func:`train_faiss`'s ``(nprobe, sample
-        size)`` from training it. On-disk IVF lists must be in this folder, named
+        :meth:`commit` makes both durable. On-disk IVF lists must be in this folder, named
         :func:`~koembed.index.files.lists_file_name` of the next generation.
         """
         self._require_writable()
@@ -70,8 +71,6 @@ class IndexWrites:
         self.faiss = faiss_index
         self._tombstoning = not can_remove(faiss_index)
         self.manifest.next_row_id = int(next_row_id)
-        if trained_on is not None:
-            self._trained(*trained_on)
         apply_search_defaults(self.faiss, self.manifest.search_defaults)
         self._dirty = True
 

@@ -41,6 +41,7 @@ DEFAULT_PART_ROWS = 1_000_000
 PLAN = "plan.json"
 TRAINED = "trained.faiss"
 DOCS = "docs.sqlite"
+STAGING = "index"  # the new index, trained and empty until the merge, moved to the output when complete
 
 
 @dataclass
@@ -121,30 +122,38 @@ def build_index_from_vectors(config: VectorIndexConfig, *, quiet: bool = True) -
     work = out.parent / f".{out.name}.from-vectors"
     work.mkdir(parents=True, exist_ok=True)
     lock = lock_dir(work)
+    staging = None
     try:
         _start_plan(work, sets, spec.factory, parts, config)
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        nprobe, sample = _trained(work, spec, dim, [vs.shard_path(s) for vs, s in shards], say)
+        staging = _trained(work, config, dim, total, sets[0].manifest.model,
+                           [vs.shard_path(s) for vs, s in shards], say)
+        factory = staging.manifest.spec  # auto's choice, made on the training sample as `koembed index` makes it
+        check_mergeable(factory)
         seconds["train"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
         todo = [p for p in parts if not (work / p["name"]).is_file()]
-        say(f"{len(parts)} parts ({len(parts) - len(todo)} built before), {total} vectors (dim {dim}), {spec.factory}")
+        say(f"{len(parts)} parts ({len(parts) - len(todo)} built before), {total} vectors (dim {dim}), {factory}")
         workers = _worker_count(config, len(todo))
         replaced = _run_parts(config, work, todo, parts, workers, say)
         seconds["parts"] = round(time.perf_counter() - t, 3)
-        t = time.perf_counter()
         say("merging parts")
-        first = sets[0].manifest
-        _assemble(work, out, spec, dim, parts, total, nprobe, sample, first.model, config, seconds, say)
+        _assemble(work, staging, parts, total, config, seconds, say)
+        staging.close()
+        staging = None
+        _move_into_place(work / STAGING, out)
         with Index.open(out) as done:
             count, vectors = done.count, int(done.faiss.ntotal)
             analyser = done.lexical.info["analyser"] if done.lexical is not None else None
+            nprobe = done.spec.search_defaults.get("nprobe")
     finally:
+        if staging is not None:
+            staging.close()
         unlock_dir(lock)
     shutil.rmtree(work, ignore_errors=True)
     seconds["total"] = round(time.perf_counter() - t0, 3)
-    return VectorIndexResult(directory=str(out), spec=spec.factory, count=count, vectors=vectors, replaced=replaced,
+    return VectorIndexResult(directory=str(out), spec=factory, count=count, vectors=vectors, replaced=replaced,
                              parts=len(parts), built_parts=len(todo), workers=workers, nprobe=nprobe,
                              analyser=analyser, seconds=seconds)
 
@@ -186,26 +195,42 @@ def _start_plan(work: Path, sets: list[VectorSet], factory: str, parts: list[dic
         atomic_write_text(work / PLAN, text)
 
 
-def _trained(work: Path, spec: Any, dim: int, shard_paths: list[Path], say) -> tuple[int | None, int]:
-    """The trained empty index in ``work`` (made once) and its calibration (nprobe, training sample size)."""
+def _trained(work: Path, config: VectorIndexConfig, dim: int, total: int, model: dict[str, Any],
+             shard_paths: list[Path], say) -> Any:
+    """The new index, trained and still empty, in ``work/index`` (made once), and its FAISS file for the parts.
+
+    Training is :meth:`Index.train`'s: the same nprobe calibration, and for ``auto`` the same choice between
+    IVF and exact search on the sample, as a one-process ``koembed index`` build makes.
+    """
     import faiss
 
-    from koembed.index.spec import new_faiss_index, train_faiss
+    from koembed.index import Index
+    from koembed.index.files import MANIFEST
 
-    meta = work / (TRAINED + ".json")
-    if (work / TRAINED).is_file() and meta.is_file():
-        info = json.loads(meta.read_text())
-        return info["nprobe"], info["sample"]
-    index = new_faiss_index(spec, dim)
-    nprobe, sample = None, 0
-    if not index.is_trained:
-        x = training_sample(shard_paths, spec.train_size())
-        say(f"training {spec.factory} on {len(x)} sampled vectors")
-        nprobe, sample = train_faiss(index, spec, x, work)
-    with atomic_path(work / TRAINED) as tmp:
-        faiss.write_index(index, str(tmp))
-    atomic_write_text(meta, json.dumps({"nprobe": nprobe, "sample": sample}))
-    return nprobe, sample
+    staging = work / STAGING
+    if (staging / MANIFEST).is_file():
+        index = Index.open(staging, writable=True)
+    else:
+        if staging.exists():
+            shutil.rmtree(staging)
+        # No lexical part yet: the documents arrive in bulk at the end, and add_lexical then tokenises them.
+        index = Index.create(staging, dim, index_type=config.index_type, expected_count=total,
+                             model_name=model.get("name"), model_fingerprint=model.get("fingerprint"),
+                             backend=model.get("backend"), memory_budget=config.memory_budget,
+                             config=asdict(config), analyser=None)
+    try:
+        if not index.is_trained:
+            x = training_sample(shard_paths, index.spec.train_size())
+            say(f"training {index.spec.factory} on {len(x)} sampled vectors")
+            index.train(x)
+            index.commit()
+        if not (work / TRAINED).is_file():
+            with atomic_path(work / TRAINED) as tmp:
+                faiss.write_index(index.faiss, str(tmp))
+    except BaseException:
+        index.close()
+        raise
+    return index
 
 
 def _worker_count(config: VectorIndexConfig, todo: int) -> int:
@@ -285,33 +310,29 @@ def _insert(store: Any, first_row: int, ids: list[str], texts: list[str], metada
     return len(dropped)
 
 
-def _assemble(work: Path, out: Path, spec: Any, dim: int, parts: list[dict[str, Any]], total: int,
-              nprobe: int | None, sample: int, model: dict[str, Any], config: VectorIndexConfig,
+def _assemble(work: Path, index: Any, parts: list[dict[str, Any]], total: int, config: VectorIndexConfig,
               seconds: dict[str, float], say) -> None:
-    """A complete index in ``work/index`` (made afresh each time: a killed merge is simply redone), moved to ``out``."""
+    """Merge the parts into the staging index and commit them with the documents, then add the lexical part.
+
+    The merge and the documents commit in one SQLite transaction: a build killed before it leaves the
+    staging index trained and empty, and the rerun merges again.
+    """
     import faiss
 
-    from koembed.index import Index
     from koembed.index.files import lists_file_name
     from koembed.lexical.analysers import DEFAULT_ANALYSER
 
     t = time.perf_counter()
-    staging = work / "index"
-    if staging.exists():
-        shutil.rmtree(staging)
-    # Made without a lexical part: the documents arrive in bulk below, and add_lexical then tokenises them.
-    index = Index.create(staging, dim, index_type=config.index_type, expected_count=total,
-                         model_name=model.get("name"), model_fingerprint=model.get("fingerprint"),
-                         backend=model.get("backend"), memory_budget=config.memory_budget, config=asdict(config),
-                         analyser=None)
-    try:
-        if index.manifest.spec != spec.factory:
-            raise AssertionError(f"spec {index.manifest.spec} != {spec.factory}")
-        merged = merge_parts(faiss.read_index(str(work / TRAINED)), [work / p["name"] for p in parts],
-                             staging / lists_file_name(index.generation + 1))
+    if index.count or index.faiss.ntotal:  # merged before, killed during the lexical part: that is what is left
+        merged = None
+    else:
+        lists = index.directory / lists_file_name(index.generation + 1)
+        lists.unlink(missing_ok=True)  # from a merge killed before its commit
+        merged = merge_parts(faiss.read_index(str(work / TRAINED)), [work / p["name"] for p in parts], lists)
         if int(merged.ntotal) != total:
             raise IndexRefusedError(f"{work}: the parts hold {merged.ntotal} vectors, the vector sets {total}; "
                                     f"delete {work} and rebuild")
+    if merged is not None:
         conn = index.store.conn
         conn.execute("ATTACH DATABASE ? AS built", (str(work / DOCS),))
         try:
@@ -319,20 +340,17 @@ def _assemble(work: Path, out: Path, spec: Any, dim: int, parts: list[dict[str, 
             conn.execute("INSERT INTO docs (row_id, ext_id, text, metadata) "
                          "SELECT row_id, ext_id, text, metadata FROM built.docs")
             conn.execute("INSERT INTO tombstones (row_id) SELECT row_id FROM built.tombstones")
-            index.adopt(merged, next_row_id=total, trained_on=(nprobe, sample) if sample else None)
+            index.adopt(merged, next_row_id=total)
             index.commit()
         finally:
             index.store.rollback()
             conn.execute("DETACH DATABASE built")
-        seconds["merge"] = round(time.perf_counter() - t, 3)
-        if config.lexical:
-            t = time.perf_counter()
-            say("tokenising the texts for the lexical part")
-            index.add_lexical(config.analyser or DEFAULT_ANALYSER)
-            seconds["lexical"] = round(time.perf_counter() - t, 3)
-    finally:
-        index.close()
-    _move_into_place(staging, out)
+    seconds["merge"] = round(time.perf_counter() - t, 3)
+    if config.lexical and index.lexical is None:
+        t = time.perf_counter()
+        say("tokenising the texts for the lexical part")
+        index.add_lexical(config.analyser or DEFAULT_ANALYSER)
+        seconds["lexical"] = round(time.perf_counter() - t, 3)
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
