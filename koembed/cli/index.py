@@ -224,7 +224,8 @@ def info_cmd(
     model = info["model"]
     lines = [
         ("directory", info["directory"]), ("documents", info["count"]), ("index", info["spec"]),
-        ("why", info["spec_reason"]), ("requested type", info["index_type"]), ("dimension", info["dim"]), ("metric", info["metric"]),
+        ("why", info["spec_reason"]), ("requested type", info["index_type"]), ("dimension", info["dim"]),
+        ("metric", info["metric"]),
         ("model", model.get("name")), ("fingerprint", model.get("fingerprint")), ("backend", model.get("backend")),
         ("search defaults", json.dumps(info["search_defaults"])), ("vectors in FAISS", info["ntotal"]),
         ("tombstones", info["tombstones"]), ("generation", info["generation"]), ("created", info["created"]),
