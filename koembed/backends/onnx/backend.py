@@ -26,6 +26,9 @@ from koembed.system import cpu_count
 # Sub-batch size inside one ``embed`` call: ORT on CPU gains little per text past this, and smaller
 # sub-batches keep padding low when lengths vary (see docs/benchmarks.md, ## Encoding).
 DEFAULT_SUB_BATCH = 32
+# int8 runs fastest on smaller sub-batches (less padding; its kernels gain less from wide batches): on the
+# 23M architecture, 1 thread, 549 texts per CPU-second at 16 against 504 at 32 (docs/benchmarks.md).
+INT8_SUB_BATCH = 16
 # Thread count: this env, else OMP_NUM_THREADS (which worker pools set per process), else the usable CPUs.
 THREADS_ENVS = ("KOEMBED_THREADS", "OMP_NUM_THREADS")
 
@@ -56,6 +59,7 @@ class OnnxBackend:
     """fp32 ONNX Runtime backend; ``threads`` sets ``intra_op_num_threads`` (default: all usable CPUs)."""
 
     variant = "fp32"
+    default_sub_batch = DEFAULT_SUB_BATCH
 
     def __init__(
         self,
@@ -63,7 +67,7 @@ class OnnxBackend:
         device: str | None = None,
         max_seq_length: int | None = None,
         threads: int | None = None,
-        sub_batch: int = DEFAULT_SUB_BATCH,
+        sub_batch: int | None = None,
     ) -> None:
         if device not in (None, "cpu"):
             raise KoembedError(f"the onnx backends run on CPU only (got device={device!r}); use --backend torch")
@@ -73,7 +77,7 @@ class OnnxBackend:
         self.normalizes = self.spec.normalize
         self.max_seq_length = int(max_seq_length or self.spec.max_seq_length)
         self.threads = int(threads or default_threads())
-        self.sub_batch = max(1, int(sub_batch))
+        self.sub_batch = max(1, int(sub_batch or self.default_sub_batch))
         self.folder, self.manifest = self._artefact(source)
         self.tokenizer = TextTokenizer.from_file(self.folder / "tokenizer.json", self.manifest["pad_id"],
                                                  lowercase=self.spec.do_lower_case)
@@ -136,6 +140,7 @@ class OnnxInt8Backend(OnnxBackend):
     """int8 weights and activations where it is safe (see :mod:`koembed.backends.onnx.quantize`), fp32 elsewhere."""
 
     variant = "int8"
+    default_sub_batch = INT8_SUB_BATCH
 
     def __init__(self, source: ModelSource, *args: Any, quantization: str | None = None, **kwargs: Any) -> None:
         from koembed.backends.onnx.quantize import QuantConfig
