@@ -82,7 +82,7 @@ def assert_same_vectors(got: np.ndarray, want: np.ndarray) -> None:
 
 
 def test_distributed_encode_equals_one_process_and_reruns_skip(ray_local, corpus_dir, tiny_st_dir, tiny_encoder,
-                                                                tmp_path):
+                                                                tmp_path, capfd):
     from koembed.scale import EncodeJobConfig, encode_distributed
 
     config = EncodeJobConfig(input=str(corpus_dir), output=str(tmp_path / "vec"), model=str(tiny_st_dir),
@@ -102,6 +102,18 @@ def test_distributed_encode_equals_one_process_and_reruns_skip(ray_local, corpus
     again = encode_distributed(config)
     assert (again.encoded_shards, again.resumed_shards, again.count) == (0, 7, len(want))
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "vec" / "shards").iterdir()} == files
+
+    # End to end: an on-disk IVF index from these shards, searched by text with the model in its manifest;
+    # stdout holds only the JSON lines (FAISS prints while it merges; that goes to stderr).
+    from koembed.cli import main
+
+    capfd.readouterr()
+    assert main(["index", "--from-vectors", str(tmp_path / "vec"), "-o", str(tmp_path / "idx"), "--index-type",
+                 "IVF4,Flat", "--num-workers", "1", "-q"]) == 0
+    assert capfd.readouterr().out == ""
+    assert main(["search", str(tmp_path / "idx"), sentence(7), "-k", "3", "--json", "--mode", "dense"]) == 0
+    hits = json.loads(capfd.readouterr().out)["hits"]
+    assert hits[0]["id"] == "a7" and hits[0]["text"] == sentence(7) and hits[0]["metadata"] == {"n": 1}
 
 
 def test_rerun_with_another_model_is_refused(corpus_dir, tiny_st_dir, tiny_bert_dir, tmp_path):
