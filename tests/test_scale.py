@@ -395,3 +395,23 @@ def test_mixed_models_dimensions_and_hnsw_are_refused(tmp_path):
     with pytest.raises(IndexRefusedError, match="part-000001.parquet: does not match the manifest's checksum"):
         build("a")
     assert not (tmp_path / "idx").exists()
+
+
+def test_parts_built_as_ray_tasks_equal_parts_built_locally(ray_local, tmp_path):
+    from koembed.index import Index, search_vectors
+    from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+    from koembed.synthetic import clustered_matrix, queries_like
+
+    x = clustered_matrix(6000, DIM, n_clusters=60, seed=6)
+    q = queries_like(100, DIM, n_corpus=6000, n_clusters=60, seed=6)
+    vector_set(tmp_path / "vec", x, 1000)
+    rows = {}
+    for engine in ("ray", "local"):
+        r = build_index_from_vectors(VectorIndexConfig(vectors=[str(tmp_path / "vec")], output=str(tmp_path / engine),
+                                                       index_type="IVF16,SQ8", engine=engine, part_rows=2000,
+                                                       num_workers=2, lexical=False))
+        assert (r.parts, r.built_parts, r.count, r.analyser) == (3, 3, 6000, None)
+        with Index.open(tmp_path / engine) as index:
+            rows[engine] = search_vectors(index, q, 10)[1]
+    # Each build trains its own quantiser on the same sample (same seed): the same index, whoever built the parts.
+    assert np.array_equal(rows["ray"], rows["local"])
