@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,47 @@ def fingerprint(path: str | Path, extra: str = "") -> str:
     root = Path(path)
     files = sorted(_fingerprint_files(root))
     # The contents are hashed once per process and state of the files: the encoder's fingerprint and
-    # the ONNX cache key hash the same weights with different ``extra`` settings.
+    # the ONNX cache key hash the same weights with different ``extra`` settings. Across processes the
+    # digest is remembered for that state (size and mtime of every file): hashing the embedded model's
+    # 13 MB of weights would cost every command ~30 ms of its start-up.
     signature = tuple((f.relative_to(root).as_posix(), *_stat_key(f)) for f in files)
-    h = _files_hash(str(root.resolve()), signature).copy()
-    h.update(extra.encode())
-    return h.hexdigest()
+    key = hashlib.blake2b(repr((str(root.resolve()), signature, extra)).encode(), digest_size=16).hexdigest()
+    memo = _memo()
+    if key not in memo:
+        h = _files_hash(str(root.resolve()), signature).copy()
+        h.update(extra.encode())
+        _remember(memo, key, h.hexdigest())
+    return memo[key]
+
+
+FINGERPRINT_MEMO = "fingerprints.json"  # in koembed's cache folder
+FINGERPRINT_MEMO_MAX = 256
+
+
+@functools.lru_cache(maxsize=1)
+def _memo() -> dict[str, str]:
+    from koembed.paths import cache_dir
+
+    try:
+        data = json.loads((cache_dir() / FINGERPRINT_MEMO).read_text(encoding="utf-8"))
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _remember(memo: dict[str, str], key: str, digest: str) -> None:
+    from koembed.atomic import atomic_write_text
+    from koembed.errors import KoembedError
+    from koembed.paths import cache_dir
+
+    memo[key] = digest
+    while len(memo) > FINGERPRINT_MEMO_MAX:
+        memo.pop(next(iter(memo)))  # the oldest entry
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache_dir() / FINGERPRINT_MEMO, json.dumps(memo))
+    except (OSError, KoembedError):  # a read-only home: hash again next time, nothing else changes
+        pass
 
 
 def _stat_key(f: Path) -> tuple[int, int]:

@@ -42,11 +42,12 @@ class Tokens:
 class TextTokenizer:
     """A ``tokenizers.Tokenizer`` used for single texts, lower-casing first when the model asks for it."""
 
-    def __init__(self, tokenizer: Tokenizer, pad_id: int, lowercase: bool = False) -> None:
+    def __init__(self, tokenizer: Tokenizer, pad_id: int, lowercase: bool = False, *, own: bool = False) -> None:
         from tokenizers import Tokenizer
 
-        # A private copy: padding and truncation are switched off here, never on a tokenizer someone else holds.
-        self._tok = Tokenizer.from_str(tokenizer.to_str())
+        # A private copy (unless ``own``: ours alone already): padding and truncation are switched off here,
+        # never on a tokenizer someone else holds.
+        self._tok = tokenizer if own else Tokenizer.from_str(tokenizer.to_str())
         self._tok.no_padding()
         self._tok.no_truncation()
         self.pad_id = int(pad_id)
@@ -62,7 +63,7 @@ class TextTokenizer:
         from tokenizers import Tokenizer
 
         try:
-            return cls(Tokenizer.from_file(str(path)), pad_id, lowercase)
+            return cls(Tokenizer.from_file(str(path)), pad_id, lowercase, own=True)  # one JSON parse, not two
         except Exception as exc:  # the tokenizers library raises plain Exceptions
             raise KoembedError(f"cannot read tokenizer {path} ({exc})") from None
 
