@@ -24,7 +24,9 @@ from koembed.model_source import DEFAULT_MODEL_NAME, PACKAGE_MODELS, resolve_mod
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT = PACKAGE_MODELS / DEFAULT_MODEL_NAME
-HEAVY = ("torch", "transformers", "sentence_transformers")
+# Imports the default paths must not pay for: torch & co. (seconds), and scipy (~0.3 CPU-s; a one-query
+# search scores BM25 without it).
+HEAVY = ("torch", "transformers", "sentence_transformers", "scipy")
 TEXTS = [t for t in (REPO / "examples" / "texts.txt").read_text(encoding="utf-8").splitlines() if t.strip()]
 needs_default_model = pytest.mark.skipif(not (DEFAULT / "onnx" / "manifest.json").is_file(),
                                          reason=f"no embedded model with a shipped ONNX graph at {DEFAULT}")

@@ -51,7 +51,8 @@ def row(part: str, item: str, value: float, unit: str, *, ratio: float | None = 
          "load": round(os.getloadavg()[0], 1)}
     ROWS.append(r)
     shown = f"x{ratio:.2f}" if ratio is not None else ""
-    print(f"  {part:9} {item:58} {value:10.3f} {unit:8} {shown:>7} {target} {'' if met is None else met}",
+    shown_value = f"{value:10.5f}" if unit == "" else f"{value:10.3f}"  # cosines and overlaps need the digits
+    print(f"  {part:9} {item:58} {shown_value} {unit:8} {shown:>7} {target} {'' if met is None else met}",
           flush=True)
 
 
