@@ -41,18 +41,8 @@ from koembed.korean_data import RowReport, read_nsmc
 from koembed.paths import data_dir as default_data_dir
 from koembed.system import machine_summary
 
-
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _best(fn, repeat: int):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import best_run, dir_bytes  # noqa: E402
 
 
 def write_documents(data_dir: Path, out: Path, limit: int | None) -> int:
@@ -122,7 +112,7 @@ def search_times(index_dir: Path, queries: list[str], encoder, repeat: int) -> d
     with Index.open(index_dir) as ix:
         search(ix, queries[:10], k=10, encoder=encoder, mode="hybrid")  # warm the caches and the BM25 file
         for name, kw in runs.items():
-            secs, _ = _best(lambda kw=kw: search(ix, queries, k=10, encoder=encoder, **kw), repeat)
+            secs, _ = best_run(lambda kw=kw: search(ix, queries, k=10, encoder=encoder, **kw), repeat)
             out[name] = 1000 * secs / len(queries)
     return out
 
@@ -147,7 +137,7 @@ def bm25s_time(index_dir: Path, queries: list[str], repeat: int) -> tuple[float,
         kept = [[t for t in q if t in known] for q in analyser.many(queries)]
         return retriever.retrieve([q for q in kept if q], k=10, show_progress=False, n_threads=1)
 
-    secs, _ = _best(run, repeat)
+    secs, _ = best_run(run, repeat)
     return 1000 * secs / len(queries), build_s
 
 
@@ -215,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({100 * (res['build_hybrid_s'] / res['build_dense_s'] - 1):+.1f}%); inside the lexical part "
               f"{res['lexical_part_s']:.1f} s = {100 * res['lexical_part_s'] / res['build_hybrid_s']:.1f}% of its "
               f"build; encoding {enc_dense:.1f} / {enc_hybrid:.1f} s", flush=True)
-    res["bytes_dense"], res["bytes_hybrid"] = _dir_bytes(work / "dense-ix"), _dir_bytes(work / "hybrid-ix")
+    res["bytes_dense"], res["bytes_hybrid"] = dir_bytes(work / "dense-ix"), dir_bytes(work / "hybrid-ix")
     print(f"size: dense-only {res['bytes_dense'] / 1e6:.1f} MB, with lexical {res['bytes_hybrid'] / 1e6:.1f} MB "
           f"(+{100 * (res['bytes_hybrid'] / res['bytes_dense'] - 1):.1f}%)", flush=True)
     res["ms_per_query"] = search_times(work / "hybrid-ix", queries, encoder, args.repeat)

@@ -43,6 +43,9 @@ from koembed.paths import data_dir as default_data_dir
 from koembed.search_eval import korquad_halves
 from koembed.system import machine_summary
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import best_run, dir_bytes  # noqa: E402
+
 
 def _bigram_words(text: str) -> list[str]:
     """The issue's first alternative: bigrams within each space-separated word, one-syllable words whole."""
@@ -106,15 +109,6 @@ def fts5_query(tokens: list[str]) -> str:
 def fts5_search(conn: sqlite3.Connection, query_tokens: list[list[str]], k: int) -> list[list[int]]:
     q = "SELECT rowid FROM lex WHERE lex MATCH ? ORDER BY rank LIMIT ?"
     return [[r[0] for r in conn.execute(q, (fts5_query(t), k))] if t else [] for t in query_tokens]
-
-
-def _best(fn, repeat: int):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 # -- part 1: quality -------------------------------------------------------------------------------------
@@ -194,15 +188,11 @@ def nsmc_texts(data_dir: Path, limit: int | None) -> tuple[list[str], list[str]]
     return docs[:limit] if limit else docs, queries
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def speed(name: str, data_dir: Path, limit: int | None, repeat: int, details: list[str], fts5_queries: int,
           work: Path) -> list[dict]:
     docs, queries = nsmc_texts(data_dir, limit)
     an = analyser(name)
-    tok_s, doc_tokens = _best(lambda: an.many(docs), 1)
+    tok_s, doc_tokens = best_run(lambda: an.many(docs), 1)
     query_sets = {"review": an.many(queries), "3 words": an.many(" ".join(q.split()[:3]) for q in queries)}
     mean_tokens = {k: round(float(np.mean([len(set(t)) for t in v])), 1) for k, v in query_sets.items()}
     text_bytes = sum(len(d.encode()) for d in docs)
@@ -230,9 +220,9 @@ def speed(name: str, data_dir: Path, limit: int | None, repeat: int, details: li
             r.save(str(out), show_progress=False)
             return r, out
 
-        build_s, (retriever, out) = _best(build_save, repeat)
-        results = {q: _best(lambda t=t, r=retriever: bm25s_search(r, t, 10), repeat) for q, t in query_sets.items()}
-        report(label, build_s, _dir_bytes(out), results, len(queries))
+        build_s, (retriever, out) = best_run(build_save, repeat)
+        results = {q: best_run(lambda t=t, r=retriever: bm25s_search(r, t, 10), repeat) for q, t in query_sets.items()}
+        report(label, build_s, dir_bytes(out), results, len(queries))
 
     # koembed: the tokens into SQLite tables as an index stores them, then the BM25 matrix file.
     def koembed_build_file() -> tuple[sqlite3.Connection, BM25Matrix, float, float]:
@@ -251,12 +241,12 @@ def speed(name: str, data_dir: Path, limit: int | None, repeat: int, details: li
         BM25Matrix.build(row_ids, lengths, ids, tables.vocab_size(conn)).save(mat)
         return conn, BM25Matrix.load(mat), t1 - t0, time.perf_counter() - t1
 
-    build_s, (conn, matrix, insert_s, matrix_s) = _best(koembed_build_file, repeat)
+    build_s, (conn, matrix, insert_s, matrix_s) = best_run(koembed_build_file, repeat)
 
     def koembed_query(t: list[list[str]]) -> list[list[int]]:
         return [list(r) for r in matrix.search(tables.encode_queries(conn, t), 10)[0]]
 
-    results = {q: _best(lambda t=t: koembed_query(t), repeat) for q, t in query_sets.items()}
+    results = {q: best_run(lambda t=t: koembed_query(t), repeat) for q, t in query_sets.items()}
     size = (work / "koembed.sqlite").stat().st_size + (work / "koembed.bm25.safetensors").stat().st_size
     report("koembed", build_s, size, results, len(queries), tokens_into_sqlite_s=insert_s, matrix_s=matrix_s)
     conn.close()
@@ -268,8 +258,9 @@ def speed(name: str, data_dir: Path, limit: int | None, repeat: int, details: li
             path.unlink(missing_ok=True)
             return fts5_build(str(path), doc_tokens, detail)
 
-        build_s, fts = _best(build, repeat)
-        results = {q: _best(lambda t=t, c=fts: fts5_search(c, t[:fts5_queries], 10), 1) for q, t in query_sets.items()}
+        build_s, fts = best_run(build, repeat)
+        results = {q: best_run(lambda t=t, c=fts: fts5_search(c, t[:fts5_queries], 10), 1)
+                   for q, t in query_sets.items()}
         report(f"fts5 detail={detail}", build_s, path.stat().st_size, results, min(fts5_queries, len(queries)))
         fts.close()
     for engine in ("koembed", "fts5 detail=full"):
