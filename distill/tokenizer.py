@@ -46,6 +46,12 @@ def train_wordpiece(
         **({} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}),
     )
     tok.train_from_iterator(_batches(texts), trainer=trainer)
+    # The trainer numbers tokens that tie in its merge order differently from run to run (a hash map inside);
+    # WordPiece lookup ignores ids, so renumbering in a fixed order changes nothing but makes builds repeatable.
+    vocab = tok.get_vocab()
+    order = [t for t in SPECIAL_TOKENS if t in vocab] + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    tok.model = models.WordPiece({t: i for i, t in enumerate(order)}, unk_token="[UNK]",
+                                 continuing_subword_prefix="##")
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

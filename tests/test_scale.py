@@ -134,6 +134,28 @@ def test_rerun_with_another_model_is_refused(corpus_dir, tiny_st_dir, tiny_bert_
         encode_distributed(EncodeJobConfig(input=str(corpus_dir), output=str(out), model=str(tiny_bert_dir)))
 
 
+def test_a_shard_task_run_twice_keeps_the_first_file_and_record(corpus_dir, tiny_encoder, tiny_st_dir, tmp_path):
+    """Ray re-runs a task whose output was lost with its actor after the shard was written: the rerun must leave
+    the file alone and report the same record, or the manifest and the bytes on disk disagree."""
+    from koembed.scale.encode import EncodeJobConfig, _settings, encode_shard
+    from koembed.scale.plan import list_inputs, plan_shards
+    from koembed.scale.vector_set import sha256_file
+
+    config = EncodeJobConfig(input=str(corpus_dir), output=str(tmp_path), model=str(tiny_st_dir), shard_rows=40)
+    config.backend = tiny_encoder.backend_name
+    model = {"name": str(tiny_st_dir), "fingerprint": tiny_encoder.fingerprint, "backend": config.backend}
+    shard = plan_shards(list_inputs(config.input), config.shard_rows)[1]
+    (tmp_path / "shards").mkdir()
+    first = encode_shard(shard, tiny_encoder, config, tmp_path, model, _settings(model, config))
+    path = tmp_path / "shards" / shard.name
+    stamp = (path.stat().st_ino, path.stat().st_mtime_ns)
+    again = encode_shard(shard, tiny_encoder, config, tmp_path, model, _settings(model, config))
+    assert again == first and (path.stat().st_ino, path.stat().st_mtime_ns) == stamp
+    assert first["sha256"] == sha256_file(path) and first["count"] == 40
+    other = _settings(model, config) | {"normalize": False}  # other settings: the shard is encoded anew
+    assert encode_shard(shard, tiny_encoder, config, tmp_path, model, other)["sha256"] != first["sha256"]
+
+
 def _shard_files(out: Path) -> dict[str, tuple[int, int]]:
     d = out / "shards"
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in d.glob("part-*.parquet")} if d.is_dir() else {}

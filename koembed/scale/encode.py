@@ -216,15 +216,24 @@ def _sort_shards(out: Path, plan: list[Shard], manifest: VectorManifest) -> tupl
         if rec is not None and rec.digest == shard.digest and path.is_file() and path.stat().st_size == rec.bytes:
             done.append(rec)
             continue
-        footer = shard_footer(path) if path.is_file() else None
-        if footer and footer.get("settings") == settings and footer.get("shard", {}).get("digest") == shard.digest:
-            done.append(ShardRecord(**footer["record"], bytes=path.stat().st_size, sha256=sha256_file(path)))
-            manifest.dim = footer.get("dim")
+        found = finished_shard(path, shard, settings)
+        if found is not None:
+            done.append(ShardRecord(**found["record"], bytes=found["bytes"], sha256=found["sha256"]))
+            manifest.dim = found["dim"]
             continue
         pending.append(shard)
     if done and manifest.dim is None:
         manifest.dim = shard_footer(out / SHARDS / done[0].name).get("dim")  # type: ignore[union-attr]
     return done, pending
+
+
+def finished_shard(path: Path, shard: Shard, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The footer of a complete shard at ``path`` written for ``shard`` under ``settings`` (plus its bytes and
+    sha256), or None when it must be (re)encoded."""
+    footer = shard_footer(path) if path.is_file() else None
+    if not footer or footer.get("settings") != settings or footer.get("shard", {}).get("digest") != shard.digest:
+        return None
+    return footer | {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _workers(config: EncodeJobConfig, session: Any, pending: int) -> int:
@@ -264,7 +273,8 @@ def _run(config: EncodeJobConfig, out: Path, manifest: VectorManifest, pending: 
                 raise getattr(errors, res["error"], KoembedError)(res["message"])
             manifest.dim = res.pop("dim")
             manifest.max_seq_length = res.pop("max_seq_length")
-            manifest.shards.append(ShardRecord(**res))
+            # A task Ray re-ran can report its shard twice; one record per shard keeps the count right.
+            manifest.shards = [s for s in manifest.shards if s.name != res["name"]] + [ShardRecord(**res)]
             if bar is not None:
                 bar.update(res["stop"] - res["start"])
             if time.monotonic() - last_write >= MANIFEST_EVERY_S:
@@ -323,6 +333,13 @@ def encode_shard(shard: Shard, encoder: Any, config: EncodeJobConfig, out: Path,
     """Read, encode and write one shard; returns its manifest record (plus dim and max_seq_length)."""
     from koembed.index.store import metadata_json
 
+    path = out / SHARDS / shard.name
+    found = finished_shard(path, shard, settings)
+    if found is not None:
+        # Ray re-runs a task whose output died with its actor, after the shard was already written: keep that
+        # file, so that the record the driver keeps and the bytes on disk are always the same ones.
+        return found["record"] | {"bytes": found["bytes"], "sha256": found["sha256"], "dim": found["dim"],
+                                  "max_seq_length": found["max_seq_length"]}
     t0 = time.perf_counter()
     stats = CorpusStats()
     records: list[Record] = read_shard(shard, text_field=config.text_field, id_field=config.id_field,
@@ -339,6 +356,6 @@ def encode_shard(shard: Shard, encoder: Any, config: EncodeJobConfig, out: Path,
               "record": record}
     texts = [r.text for r in records] if config.with_text else None
     metadata = [metadata_json(r.metadata) for r in records] if config.with_text else None
-    written = write_shard(out / SHARDS / shard.name, [r.id for r in records], vectors.reshape(-1, encoder.dim),
+    written = write_shard(path, [r.id for r in records], vectors.reshape(-1, encoder.dim),
                           texts, metadata, footer)
     return record | written | {"dim": encoder.dim, "max_seq_length": encoder.max_seq_length}
