@@ -150,3 +150,60 @@ def test_real_korquad_paragraphs_searched_with_the_tiny_model(tmp_path, data_dir
         q = squad["data"][0]["paragraphs"][0]["qas"][0]["question"]
         filtered = search(index, [q], k=5, encoder=tiny_encoder, filter={"title": title})[0]
         assert filtered and all(h.metadata["title"] == title for h in filtered)
+
+
+def test_ids_from_the_loaded_id_column_equal_the_sqlite_probes_across_writes(tmp_path):
+    """Batch searches switch a reader to the in-memory id column (koembed.index.ext_ids); its hits must equal
+    the probed ones, drop removed documents, and follow a writer's replacements after a refresh."""
+    n = 400
+    x, q = vectors(n), queries(40, n)
+    build(tmp_path / "ix", x).close()
+    with Index.open(tmp_path / "ix") as reader:
+        probed = search(reader, q, k=10)  # fields: SQLite
+        assert not reader.ext_ids.loaded
+        first = search(reader, q, k=10, fields=())  # 400 hits: past the break-even for 400 documents
+        assert reader.ext_ids.loaded
+        assert [[(h.id, h.score) for h in row] for row in first] == [[(h.id, h.score) for h in row] for row in probed]
+        assert all(h.text == "" and h.metadata == {} and h.dense == h.score for row in first for h in row)
+        with Index.open(tmp_path / "ix", writable=True) as writer:
+            writer.add_vectors(["d1", "new"], np.stack([x[2], x[3]]), ["바뀐 문서", "새 문서"], [{}, {}])
+            writer.remove(["d7"])
+            # The writer never loads the column: it sees its own changes through the probes.
+            assert {h.id for h in search(writer, x[3:4], k=2, fields=())[0]} == {"d3", "new"}
+            assert not writer.ext_ids.loaded
+        # The open snapshot still sees the generation it was opened on.
+        assert search(reader, x[7:8], k=1, fields=())[0][0].id == "d7"
+        assert reader.refresh() and not reader.ext_ids.loaded
+        for _ in range(2):
+            after = search(reader, q, k=10, fields=())
+            assert [[h.id for h in row] for row in after] == [[h.id for h in row] for row in search(reader, q, k=10)]
+        assert reader.ext_ids.loaded
+        assert "d7" not in {h.id for row in after for h in row}
+        top = [h.id for h in search(reader, x[2:4], k=2, fields=())[0]]
+        assert set(top) == {"d1", "d2"}  # d1 now holds x[2]'s vector
+
+
+def test_search_ids_returns_the_hits_ids_and_scores_as_arrays(tmp_path):
+    """search_ids ranks exactly as search does; rows short of k end in None ids and NaN scores."""
+    from koembed.index.query import search_ids
+
+    n = 60
+    x, q = vectors(n), queries(12, n)
+    with build(tmp_path / "ix", x) as index:
+        index.remove(["d3", "d4"])
+    with Index.open(tmp_path / "ix") as reader:  # a reader: the id column is loaded after the first batch
+        cases = [(q, {"k": 5}), (q, {"k": 80}), (q, {"k": 5, "filter": {"group": 2}}),
+                 (["문서 7", "문서 12 문서"], {"k": 3, "mode": "lexical"})]
+        for _ in range(2):
+            for queries_, kw in cases:
+                hits = search(reader, queries_, **kw)
+                got = search_ids(reader, queries_, **kw)
+                assert got.ids.shape == got.scores.shape and got.ids.shape[0] == len(queries_)
+                for row_hits, ids, scores in zip(hits, got.ids.tolist(), got.scores.tolist(), strict=True):
+                    m = len(row_hits)
+                    assert ids[:m] == [h.id for h in row_hits]
+                    assert np.allclose(scores[:m], [h.score for h in row_hits], rtol=1e-6)
+                    assert all(i is None for i in ids[m:]) and np.isnan(scores[m:]).all()
+                assert "d3" not in set(got.ids.ravel().tolist())
+        assert reader.ext_ids.loaded
+        assert search_ids(reader, q, k=80).ids.shape[1] == n - 2

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import faiss
 
     from koembed.index import Index
-    from koembed.index.query import hits_from, search
+    from koembed.index.query import Ranking, hits_from, search
     from koembed.synthetic import clustered_vectors, queries_like
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="koembed-index-bench-"))
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         scores, ids = raw
         for _ in range(args.repeat):
             t = time.perf_counter()
-            hits_from(index, scores, ids)
+            hits_from(index, Ranking(scores, ids, dense=scores))
             t_hits.append(time.perf_counter() - t)
         t_raw, t_ko, t_hits = min(t_raw), min(t_ko), min(t_hits)
         if kind == "flat":

@@ -26,6 +26,8 @@ _LAZY = {
     "Hit": "koembed.index.query",
     "search": "koembed.index.query",
     "search_vectors": "koembed.index.query",
+    "search_ids": "koembed.index.query",
+    "RankedIds": "koembed.index.query",
     "load_encoder_for": "koembed.index.query",
     "Manifest": "koembed.index.manifest",
     "IndexSpec": "koembed.index.spec",
@@ -36,11 +38,11 @@ if TYPE_CHECKING:
     from koembed.index.build import BuildResult, IndexConfig, build_index
     from koembed.index.core import Index
     from koembed.index.manifest import Manifest
-    from koembed.index.query import Hit, load_encoder_for, search, search_vectors
+    from koembed.index.query import Hit, RankedIds, load_encoder_for, search, search_ids, search_vectors
     from koembed.index.spec import IndexSpec, resolve_spec
 
-__all__ = ["BuildResult", "Hit", "Index", "IndexConfig", "IndexSpec", "Manifest", "build_index", "load_encoder_for",
-           "resolve_spec", "search", "search_vectors"]
+__all__ = ["BuildResult", "Hit", "Index", "IndexConfig", "IndexSpec", "Manifest", "RankedIds", "build_index",
+           "load_encoder_for", "resolve_spec", "search", "search_ids", "search_vectors"]
 
 
 def __getattr__(name: str) -> Any:

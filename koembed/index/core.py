@@ -25,6 +25,7 @@ import numpy as np
 
 from koembed.errors import IndexRefusedError, InputError
 from koembed.index.commit import CommitProtocol
+from koembed.index.ext_ids import ExtIds
 from koembed.index.failures import writing
 from koembed.index.files import (
     CREATING,
@@ -66,6 +67,7 @@ class Index(IndexWrites, CommitProtocol):
         self._dirty = False
         self._tombstoning = not can_remove(faiss_index)
         self._tombstones_cache: np.ndarray | None = None
+        self.ext_ids = ExtIds(store, None if writable else manifest.count)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @classmethod
@@ -162,6 +164,7 @@ class Index(IndexWrites, CommitProtocol):
         self.manifest, self.faiss, self.lexical = load_generation(self.directory, self.store, verify=True, mmap=None)
         self._tombstoning = not can_remove(self.faiss)
         self._tombstones_cache = None
+        self.ext_ids = ExtIds(self.store, self.manifest.count)
         return True
 
     def close(self) -> None:

@@ -10,9 +10,11 @@ rare filter value never loses results to the approximation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -70,6 +72,27 @@ def load_encoder_for(index: Index, model: str | None = None, backend: str | None
     return encoder
 
 
+class Ranking(NamedTuple):
+    """What a mode ranked, before documents are read: ``(n, k')`` arrays, row id -1 (score NaN) for no hit.
+
+    ``dense``, ``lexical`` and ``fused`` are the signals (None where the mode computes none, NaN where a
+    hit lacks one); ``scores`` is the one the mode ranks by.
+    """
+
+    scores: np.ndarray
+    row_ids: np.ndarray
+    dense: np.ndarray | None = None
+    lexical: np.ndarray | None = None
+    fused: np.ndarray | None = None
+
+
+class RankedIds(NamedTuple):
+    """:func:`search_ids`' result: external ids (object array, None for no hit) and scores (NaN for none)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
 def search(
     index: Index | str | os.PathLike,
     queries: list[str] | np.ndarray,
@@ -98,66 +121,138 @@ def search(
     whose metadata equals every ``key: value`` (a list value matches any of its items; ``"1"`` and ``1``
     match each other, see :func:`koembed.index.store.filter_equivalents`). ``fields`` names the document
     fields to read besides the id (``text``, ``metadata``); hits leave the others empty, which saves most of
-    the time a batch search spends after FAISS.
+    the time a batch search spends after FAISS. :func:`search_ids` returns arrays instead of hits.
     """
+    with _opened(index) as idx:
+        ranking = rank(idx, queries, k, filter, encoder, ef_search, nprobe, allow_model_mismatch=allow_model_mismatch,
+                       batch_size=batch_size, mode=mode, dense_weight=dense_weight, fusion=fusion)
+        return hits_from(idx, ranking, fields=fields)
+
+
+def search_ids(
+    index: Index | str | os.PathLike,
+    queries: list[str] | np.ndarray,
+    k: int = DEFAULT_K,
+    filter: dict[str, Any] | None = None,
+    encoder: Any = None,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+    *,
+    allow_model_mismatch: bool = False,
+    batch_size: int = 64,
+    mode: str | None = None,
+    dense_weight: float | None = None,
+    fusion: str = "convex",
+) -> RankedIds:
+    """:func:`search` for batch callers that need ids and scores only (evaluation, re-ranking, joins).
+
+    Returns ``(n, k')`` arrays, as FAISS does, with external ids: no hit objects and no document reads,
+    so a 1,000-query batch costs little more than FAISS itself (docs/benchmarks.md, "Search overhead").
+    Rows with fewer hits end in None ids and NaN scores.
+    """
+    with _opened(index) as idx:
+        ranking = rank(idx, queries, k, filter, encoder, ef_search, nprobe, allow_model_mismatch=allow_model_mismatch,
+                       batch_size=batch_size, mode=mode, dense_weight=dense_weight, fusion=fusion)
+        ids = idx.ext_ids.lookup(ranking.row_ids)
+        scores = np.where(np.equal(ids, None), np.nan, ranking.scores).astype(np.float32)
+        return RankedIds(ids, scores)
+
+
+@contextlib.contextmanager
+def _opened(index: Index | str | os.PathLike) -> Iterator[Index]:
+    """``index`` itself if it is open, else the directory opened read-only for the duration."""
+    if isinstance(index, Index):
+        yield index
+        return
+    idx = Index.open(index)
+    try:
+        yield idx
+    finally:
+        idx.close()
+
+
+def rank(idx: Index, queries: list[str] | np.ndarray, k: int = DEFAULT_K, filter: dict[str, Any] | None = None,
+         encoder: Any = None, ef_search: int | None = None, nprobe: int | None = None, *,
+         allow_model_mismatch: bool = False, batch_size: int = 64, mode: str | None = None,
+         dense_weight: float | None = None, fusion: str = "convex") -> Ranking:
+    """The ranking :func:`search` and :func:`search_ids` share (arguments as for :func:`search`)."""
     from koembed.index.modes import dense_weight_for, hybrid_search, lexical_search, resolve_mode
 
     if k < 1:
         raise InputError(f"k must be >= 1, got {k}")
-    owned = not isinstance(index, Index)
-    idx = Index.open(index) if owned else index
-    try:
-        is_vectors = isinstance(queries, np.ndarray)
-        mode = resolve_mode(idx, "dense" if is_vectors and mode is None else mode)
-        if is_vectors and mode != "dense":
-            raise InputError(f"{mode} search needs query texts; query vectors can only be searched in dense mode")
-        texts = None if is_vectors else _query_texts(queries)
-        if mode == "lexical":
-            scores, row_ids = lexical_search(idx, texts, k, filter)
-            return hits_from(idx, scores, row_ids, lexical=scores, fields=fields)
-        if is_vectors:
-            if queries.size == 0:
-                raise InputError("no queries given; pass at least one query")
-            vectors = queries
-        else:
-            encoder = _encoder(idx, encoder, allow_model_mismatch)
-            vectors = encoder.encode(texts, batch_size=batch_size)
-        if mode == "dense":
-            scores, row_ids = search_vectors(idx, vectors, k, filter=filter, ef_search=ef_search, nprobe=nprobe)
-            return hits_from(idx, scores, row_ids, dense=scores, fields=fields)
-        weight = dense_weight if dense_weight is not None else dense_weight_for(encoder, idx)
-        fused, row_ids, dense, lexical = hybrid_search(idx, texts, vectors, k, filter=filter, dense_weight=weight,
-                                                       fusion_method=fusion, ef_search=ef_search, nprobe=nprobe)
-        return hits_from(idx, fused, row_ids, dense=dense, lexical=lexical, fused=fused, fields=fields)
-    finally:
-        if owned:
-            idx.close()
+    is_vectors = isinstance(queries, np.ndarray)
+    mode = resolve_mode(idx, "dense" if is_vectors and mode is None else mode)
+    if is_vectors and mode != "dense":
+        raise InputError(f"{mode} search needs query texts; query vectors can only be searched in dense mode")
+    texts = None if is_vectors else _query_texts(queries)
+    if mode == "lexical":
+        scores, row_ids = lexical_search(idx, texts, k, filter)
+        return Ranking(scores, row_ids, lexical=scores)
+    if is_vectors:
+        if queries.size == 0:
+            raise InputError("no queries given; pass at least one query")
+        vectors = queries
+    else:
+        encoder = _encoder(idx, encoder, allow_model_mismatch)
+        vectors = encoder.encode(texts, batch_size=batch_size)
+    if mode == "dense":
+        scores, row_ids = search_vectors(idx, vectors, k, filter=filter, ef_search=ef_search, nprobe=nprobe)
+        return Ranking(scores, row_ids, dense=scores)
+    weight = dense_weight if dense_weight is not None else dense_weight_for(encoder, idx)
+    fused, row_ids, dense, lexical = hybrid_search(idx, texts, vectors, k, filter=filter, dense_weight=weight,
+                                                   fusion_method=fusion, ef_search=ef_search, nprobe=nprobe)
+    return Ranking(fused, row_ids, dense, lexical, fused)
 
 
-def hits_from(idx: Index, scores: np.ndarray, row_ids: np.ndarray, *, dense: np.ndarray | None = None,
-              lexical: np.ndarray | None = None, fused: np.ndarray | None = None,
-              fields: Collection[str] = DOC_FIELDS) -> list[list[Hit]]:
-    """Turn result arrays into hits: one SQLite query fetches the ids (and the ``fields``) of all of them.
+def hits_from(idx: Index, ranking: Ranking, *, fields: Collection[str] = DOC_FIELDS) -> list[list[Hit]]:
+    """Turn a ranking into hits, dropping rows with no document (-1, or removed since).
 
-    ``dense``, ``lexical`` and ``fused`` (same shape as ``scores``, NaN for none) fill the hits' signals.
+    Without ``fields`` the external ids come from :class:`~koembed.index.ext_ids.ExtIds`; with them one
+    SQLite query fetches the ids and those fields of all hits.
     """
-    docs = idx.store.fetch(np.asarray(row_ids).ravel(), fields)
-    get = docs.get
-    if dense is scores and lexical is None and fused is None:  # dense mode, the batch path: no per-hit signals
-        return [[Hit(d[0], s, d[1], d[2], s) for s, r in zip(srow, rrow, strict=True) if (d := get(r)) is not None]
-                for srow, rrow in zip(scores.tolist(), row_ids.tolist(), strict=True)]
-    lists = [None if a is None else np.asarray(a, dtype=np.float64).tolist() for a in (dense, lexical, fused)]
-    out = []
-    for qi, (srow, rrow) in enumerate(zip(scores.tolist(), row_ids.tolist(), strict=True)):
-        sig = [None if a is None else a[qi] for a in lists]
-        hits = []
-        for j, (s, r) in enumerate(zip(srow, rrow, strict=True)):
-            doc = get(r)
-            if doc is not None:
-                d, lx, f = (None if a is None or a[j] != a[j] else a[j] for a in sig)  # NaN: not computed
-                hits.append(Hit(doc[0], s, doc[1], doc[2], d, lx, f))
-        out.append(hits)
+    scores, row_ids, dense, lexical, fused = ranking
+    row_ids = np.asarray(row_ids)
+    n, k = row_ids.shape if row_ids.ndim == 2 else (len(row_ids), 0)
+    size = n * k
+    flat_scores = np.asarray(scores, dtype=np.float64).ravel().tolist()
+    if fields:
+        docs = idx.store.fetch(row_ids.ravel(), fields)
+        get = docs.get
+        found = [get(r) for r in row_ids.ravel().tolist()]
+        ext = [None if d is None else d[0] for d in found]
+        texts: Any = [None if d is None else d[1] for d in found]
+        metas: Any = [None if d is None else d[2] for d in found]
+    else:
+        ext = idx.ext_ids.lookup(row_ids).ravel().tolist()
+        texts, metas = repeat("", size), repeat(NOT_READ, size)
+    signals = [repeat(None, size) if a is None else flat_scores if a is scores else
+               [None if v != v else v for v in np.asarray(a, dtype=np.float64).ravel().tolist()]  # NaN: not computed
+               for a in (dense, lexical, fused)]
+    # One pass over all hits, then a slice per query: per-query set-up cost as much as building the hits.
+    hits = list(map(_new_tuple, repeat(Hit), zip(ext, flat_scores, texts, metas, *signals, strict=True)))
+    out = [hits[i * k:(i + 1) * k] for i in range(n)]
+    if None in ext:  # a -1 from FAISS, or a document removed since: no hit
+        out = [[h for h in row if h.id is not None] for row in out]
     return out
+
+
+# Building hits through tuple.__new__ over zipped columns costs a third of calling Hit(...) per hit
+# (0.33 vs 0.75 us on the benchmark machine); a batch search builds 10,000 of them.
+_new_tuple = tuple.__new__
+
+
+class _NotRead(dict):
+    """The metadata of a hit whose search did not read it: an empty dict that refuses changes, so that one
+    instance serves every such hit (a fresh dict per hit was a fifth of a batch search's time after FAISS)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this hit's metadata was not read (search with fields including 'metadata'); "
+                        "copy it with dict(hit.metadata) to change it")
+
+    __setitem__ = __delitem__ = __ior__ = update = setdefault = pop = popitem = clear = _refuse  # type: ignore
+
+
+NOT_READ: dict[str, Any] = _NotRead()
 
 
 def _query_texts(queries: Any) -> list[str]:
