@@ -129,30 +129,17 @@ def search(
         return hits_from(idx, ranking, fields=fields)
 
 
-def search_ids(
-    index: Index | str | os.PathLike,
-    queries: list[str] | np.ndarray,
-    k: int = DEFAULT_K,
-    filter: dict[str, Any] | None = None,
-    encoder: Any = None,
-    ef_search: int | None = None,
-    nprobe: int | None = None,
-    *,
-    allow_model_mismatch: bool = False,
-    batch_size: int = 64,
-    mode: str | None = None,
-    dense_weight: float | None = None,
-    fusion: str = "convex",
-) -> RankedIds:
+def search_ids(index: Index | str | os.PathLike, queries: list[str] | np.ndarray, k: int = DEFAULT_K,
+               **options: Any) -> RankedIds:
     """:func:`search` for batch callers that need ids and scores only (evaluation, re-ranking, joins).
 
     Returns ``(n, k')`` arrays, as FAISS does, with external ids: no hit objects and no document reads,
     so a 1,000-query batch costs little more than FAISS itself (docs/benchmarks.md, "Search overhead").
-    Rows with fewer hits end in None ids and NaN scores.
+    Rows with fewer hits end in None ids and NaN scores. ``options`` are :func:`search`'s (``filter``,
+    ``encoder``, ``mode``, ``nprobe``, ...), all but ``fields``.
     """
     with _opened(index) as idx:
-        ranking = rank(idx, queries, k, filter, encoder, ef_search, nprobe, allow_model_mismatch=allow_model_mismatch,
-                       batch_size=batch_size, mode=mode, dense_weight=dense_weight, fusion=fusion)
+        ranking = rank(idx, queries, k, **options)
         ids = idx.ext_ids.lookup(ranking.row_ids)
         scores = np.where(np.equal(ids, None), np.nan, ranking.scores).astype(np.float32)
         return RankedIds(ids, scores)
