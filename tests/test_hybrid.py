@@ -235,7 +235,7 @@ def test_an_index_made_before_lexical_search_opens_searches_and_gets_one_without
                                    atol=1e-6)  # the vectors are the ones stored, not re-encoded
         assert [h.id for h in search(ix, x[:3], k=5)[0]] == before
         assert search(ix, [korean_texts(80)[7]], k=1, mode="lexical")[0][0].id == "d7"
-        assert ix.add_lexical() == 0  # already there
+        assert ix.add_lexical() == (0, 0)  # already there
         with pytest.raises(IndexRefusedError, match="analyser 'bigram', not 'kiwi'"):
             ix.add_lexical("kiwi")
 
@@ -295,3 +295,23 @@ def test_hybrid_with_the_embedded_model_is_not_worse_than_lexical_on_korquad(tmp
         dense = evaluate_search(data, encoder=encoder, index=index, mode="dense")
     assert hybrid["mode"] == "hybrid" and lexical["mrr@10"] > 0.85
     assert hybrid["mrr@10"] >= lexical["mrr@10"] > dense["mrr@10"]
+
+
+def test_a_text_longer_than_the_lexical_part_reads_is_cut_and_counted(tmp_path, tiny_encoder, monkeypatch, capsys):
+    """The analyser reads MAX_CHARS characters of a text; the rest is not searchable lexically, and every
+    build path says how many texts were cut (the stored text stays whole)."""
+    import koembed.lexical.part as part
+
+    monkeypatch.setattr(part, "MAX_CHARS", 40)
+    long = "가" * 30 + " 사과나무 " + "나" * 30 + " 바다거북"  # the second word starts after 40 characters
+    inp = tmp_path / "docs.txt"
+    inp.write_text("\n".join([long, "짧은 문서", "다른 짧은 문서"]) + "\n", encoding="utf-8")
+    assert main(["index", str(inp), "-o", str(tmp_path / "ix"), "--model", str(tiny_encoder.source.path)]) == 0
+    assert "1 texts are longer than the lexical index reads (40 characters)" in capsys.readouterr().err
+    with Index.open(tmp_path / "ix") as ix:
+        front = search(ix, ["사과나무"], k=1, mode="lexical")[0]
+        assert [h.id for h in front] == ["1"] and front[0].text == long
+        assert all(h.id != "1" or not h.lexical for h in search(ix, ["바다거북"], k=3, mode="lexical")[0])
+    with Index.create(tmp_path / "late", DIM, analyser=None) as late:
+        late.add_vectors(["a", "b"], vectors(2), [long, "짧은 문서"])
+        assert late.add_lexical() == (2, 1)

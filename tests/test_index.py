@@ -67,7 +67,8 @@ def test_upsert_and_remove_for_every_type(tmp_path, index_type):
     d = tmp_path / "ix"
     index = build(d, x, index_type)
     new_vec = vectors(1, seed=99)
-    assert index.add_vectors(["d3"], new_vec, ["새 문서"], [{"group": 9}]) == {"added": 0, "replaced": 1}
+    assert index.add_vectors(["d3"], new_vec, ["새 문서"], [{"group": 9}]) == {"added": 0, "replaced": 1,
+                                                                             "lexical_cut": 0}
     assert index.remove(["d5", "d6", "missing"]) == 2
     index.close()
 
@@ -97,7 +98,7 @@ def test_ids_texts_metadata_round_trip_and_repeated_ids(tmp_path):
     meta = [{"title": "서울", "tags": ["a", "b"], "n": 1.5}, None, {}]
     with Index.create(tmp_path / "ix", DIM) as index:
         r = index.add_vectors(["가", "나", "가"], x[:3], ["하나", "둘", "셋"], meta)
-        assert r == {"added": 2, "replaced": 0}  # the last "가" wins
+        assert r == {"added": 2, "replaced": 0, "lexical_cut": 0}  # the last "가" wins
     with Index.open(tmp_path / "ix") as index:
         assert index.get("가") == {"id": "가", "text": "셋", "metadata": {}}
         assert index.get("나")["metadata"] == {}

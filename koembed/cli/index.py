@@ -77,6 +77,8 @@ def index_cmd(
             num_workers=num_workers, part_rows=part_rows, lexical=lexical, analyser=analyser), quiet=quiet)
         if not quiet:
             print(result.summary(), file=sys.stderr)
+            if result.lexical_cut:
+                print(f"note: {lexical_cut_note(result.lexical_cut)}", file=sys.stderr)
         return
     if input is None:
         raise InputError("no documents given: pass INPUT (or --from-vectors DIR)")
@@ -101,6 +103,13 @@ def index_cmd(
                   f"re-encoding: {add_hint(r.directory)}", file=sys.stderr)
 
 
+def lexical_cut_note(n: int) -> str:
+    from koembed.lexical.part import MAX_CHARS
+
+    return (f"{n} texts are longer than the lexical index reads ({MAX_CHARS:,} characters): words after that are "
+            "not found by lexical search (the full text is stored and encoded)")
+
+
 def build_notes(r: Any) -> list[str]:
     """What a build lost or merged, one line each (nothing when nothing was)."""
     notes = []
@@ -109,6 +118,8 @@ def build_notes(r: Any) -> list[str]:
                      f"{'; '.join(r.duplicate_locations)})")
     if r.truncated:
         notes.append(f"{r.truncated} texts are longer than the model reads and were cut (the full text is stored)")
+    if r.lexical_cut:
+        notes.append(lexical_cut_note(r.lexical_cut))
     if r.unknown:
         notes.append(f"{r.unknown} texts hold words the model cannot read ([UNK]: characters outside its vocabulary "
                      "or a very long word); that part of their content is lost to search")
@@ -283,7 +294,10 @@ def add_lexical_cmd(
 
     with Index.open(directory, writable=True) as index:
         with tqdm(total=index.count, desc="tokenising", unit="doc", disable=quiet, file=sys.stderr) as bar:
-            done = index.add_lexical(analyser, progress=bar.update)
+            filled = index.add_lexical(analyser, progress=bar.update)
     if not quiet:
-        print(f"{directory}: lexical part ({analyser}) " + (f"built from {done} stored documents" if done else
-                                                             "already present"), file=sys.stderr)
+        print(f"{directory}: lexical part ({analyser}) " + (f"built from {filled.documents} stored documents"
+                                                             if filled.documents else "already present"),
+              file=sys.stderr)
+        if filled.cut:
+            print(f"note: {lexical_cut_note(filled.cut)}", file=sys.stderr)

@@ -77,6 +77,7 @@ class BuildResult:
     duplicates: int = 0  # records whose id an earlier record of the input had: the last one is kept
     duplicate_locations: list[str] = field(default_factory=list)
     truncated: int = 0  # texts longer than the model reads (see EncodeStats.truncated)
+    lexical_cut: int = 0  # texts longer than the lexical part reads (koembed.lexical.part.MAX_CHARS)
     unknown: int = 0  # texts with words the model cannot read ([UNK] tokens)
     analyser: str | None = None  # the index's lexical analyser; None: the index has no lexical part
 
@@ -197,6 +198,7 @@ def _stream(index: Index, encoder: Any, config: IndexConfig, records: Iterator[R
                               commit=False)
         result.added += r["added"]
         result.replaced += r["replaced"]
+        result.lexical_cut += r["lexical_cut"]
 
     def commit() -> None:
         nonlocal pending, last_commit

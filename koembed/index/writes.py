@@ -24,7 +24,7 @@ from koembed.index.spec import (
 )
 from koembed.index.store import metadata_json
 from koembed.lexical.analysers import DEFAULT_ANALYSER
-from koembed.lexical.part import LexicalPart, fill_from_store, new_info
+from koembed.lexical.part import Filled, LexicalPart, fill_from_store, new_info
 from koembed.lexical.tables import create_tables
 from koembed.vectors import l2_normalize
 
@@ -88,7 +88,8 @@ class IndexWrites:
         """Upsert documents with precomputed vectors: an existing id gets its new vector, text and metadata.
 
         Vectors are L2-normalised (cosine). An untrained index is first trained on these vectors.
-        Returns counts ``{"added": ..., "replaced": ...}``.
+        Returns counts ``{"added": ..., "replaced": ..., "lexical_cut": ...}`` (the last: texts the lexical
+        part read only the first :data:`koembed.lexical.part.MAX_CHARS` characters of).
         """
         self._require_writable()
         x = self._prepare(vectors)
@@ -117,15 +118,16 @@ class IndexWrites:
                 self._drop_vectors(old_row_ids)
                 self.store.delete_rows(old_row_ids)
             self.store.insert((int(r), e, t, m) for r, (e, t, m) in zip(row_ids, rows, strict=True))
+            cut = 0
             if self.lexical is not None:  # the tokens go in the same transaction as their documents
                 if len(old_row_ids):
                     self.lexical.remove(self.store.conn, old_row_ids)
-                self.lexical.add(self.store.conn, row_ids, [t for _, t, _ in rows])
+                cut = self.lexical.add(self.store.conn, row_ids, [t for _, t, _ in rows])
         self.manifest.next_row_id = start + len(rows)
         self._dirty = True
         if commit:
             self.commit()
-        return {"added": len(rows) - len(old), "replaced": len(old)}
+        return {"added": len(rows) - len(old), "replaced": len(old), "lexical_cut": cut}
 
     def remove(self, ids: Sequence[str], *, commit: bool = True) -> int:
         """Remove documents by id; returns how many existed. Unknown ids are ignored."""
@@ -169,16 +171,16 @@ class IndexWrites:
         self.commit()
         return len(dead)
 
-    def add_lexical(self, analyser: str = DEFAULT_ANALYSER, *, progress: Any = None) -> int:
+    def add_lexical(self, analyser: str = DEFAULT_ANALYSER, *, progress: Any = None) -> Filled:
         """Give an index made without a lexical part one, from its stored texts (nothing is re-encoded).
 
-        Returns how many documents were tokenised (0 if the index already has a lexical part with this
-        analyser; another analyser is refused). ``progress(n)`` is called after each batch.
+        Returns how many documents were tokenised and cut (none if the index already has a lexical part
+        with this analyser; another analyser is refused). ``progress(n)`` is called after each batch.
         """
         self._require_writable()
         if self.lexical is not None:
             self.lexical.check_analyser(analyser, self.directory)
-            return 0
+            return Filled(0, 0)
         info = new_info(analyser)
         with self._changing():
             self.store.begin()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,10 @@ from koembed.lexical.bm25 import K1, B, BM25Matrix
 
 # Documents tokenised and inserted at a time when a lexical part is added to an existing index.
 ADD_BATCH = 20_000
+# Characters of one document the analyser reads (the default of Elasticsearch's max_analyzed_offset).
+# Tokenising a 50 MB one-line "document" whole took 117 s and 4.4 GB; longer texts are cut here and
+# counted (LexicalPart.add returns how many). The stored text and its vector are not affected.
+MAX_CHARS = 1_000_000
 
 
 def new_info(analyser: str = DEFAULT_ANALYSER) -> dict[str, Any]:
@@ -82,11 +86,16 @@ class LexicalPart:
                                     "analysers do not match) or build a new index")
 
     # -- writes (inside the caller's SQLite transaction) ------------------------------------------------
-    def add(self, conn: Any, row_ids: Sequence[int], texts: Sequence[str]) -> None:
+    def add(self, conn: Any, row_ids: Sequence[int], texts: Sequence[str]) -> int:
+        """Tokenise and store documents; returns how many were cut to :data:`MAX_CHARS` characters."""
         if self._vocab is None:
             self._vocab = tables.load_vocab(conn)
+        cut = sum(len(t) > MAX_CHARS for t in texts)
+        if cut:
+            texts = [t[:MAX_CHARS] for t in texts]
         tables.insert(conn, zip((int(r) for r in row_ids), self.analyser.many(texts), strict=True), self._vocab)
         self.dirty = True
+        return cut
 
     def remove(self, conn: Any, row_ids: Sequence[int]) -> None:
         tables.delete(conn, row_ids)
@@ -122,15 +131,22 @@ class LexicalPart:
         return matrix.search(queries, k, allowed=allowed, score_rows=score_rows)
 
 
-def fill_from_store(conn: Any, part: LexicalPart, progress: Any = None, batch: int = ADD_BATCH) -> int:
+class Filled(NamedTuple):
+    """What :func:`fill_from_store` did: documents tokenised, and how many of them were cut to MAX_CHARS."""
+
+    documents: int
+    cut: int
+
+
+def fill_from_store(conn: Any, part: LexicalPart, progress: Any = None, batch: int = ADD_BATCH) -> Filled:
     """Tokenise every stored document into ``part`` (in the caller's transaction), ``batch`` at a time."""
-    done, last = 0, -1
+    done, cut, last = 0, 0, -1
     while True:
         rows = conn.execute("SELECT row_id, text FROM docs WHERE row_id > ? ORDER BY row_id LIMIT ?",
                             (last, batch)).fetchall()
         if not rows:
-            return done
-        part.add(conn, [r for r, _ in rows], [t for _, t in rows])
+            return Filled(done, cut)
+        cut += part.add(conn, [r for r, _ in rows], [t for _, t in rows])
         done, last = done + len(rows), rows[-1][0]
         if progress is not None:
             progress(len(rows))

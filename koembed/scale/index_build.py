@@ -86,6 +86,7 @@ class VectorIndexResult:
     nprobe: int | None = None
     analyser: str | None = None  # the lexical part's analyser; None: no lexical part
     seconds: dict[str, float] = field(default_factory=dict)  # train, parts (docs alongside), merge, lexical, total
+    lexical_cut: int = 0  # texts longer than the lexical part reads (koembed.lexical.part.MAX_CHARS)
 
     def summary(self) -> str:
         s = self.seconds
@@ -139,7 +140,7 @@ def build_index_from_vectors(config: VectorIndexConfig, *, quiet: bool = True) -
         replaced = _run_parts(config, work, todo, parts, workers, say)
         seconds["parts"] = round(time.perf_counter() - t, 3)
         say("merging parts")
-        _assemble(work, staging, parts, total, config, seconds, say)
+        lexical_cut = _assemble(work, staging, parts, total, config, seconds, say)
         staging.close()
         staging = None
         _move_into_place(work / STAGING, out)
@@ -155,7 +156,7 @@ def build_index_from_vectors(config: VectorIndexConfig, *, quiet: bool = True) -
     seconds["total"] = round(time.perf_counter() - t0, 3)
     return VectorIndexResult(directory=str(out), spec=factory, count=count, vectors=vectors, replaced=replaced,
                              parts=len(parts), built_parts=len(todo), workers=workers, nprobe=nprobe,
-                             analyser=analyser, seconds=seconds)
+                             analyser=analyser, seconds=seconds, lexical_cut=lexical_cut)
 
 
 def _say(quiet: bool):
@@ -311,7 +312,7 @@ def _insert(store: Any, first_row: int, ids: list[str], texts: list[str], metada
 
 
 def _assemble(work: Path, index: Any, parts: list[dict[str, Any]], total: int, config: VectorIndexConfig,
-              seconds: dict[str, float], say) -> None:
+              seconds: dict[str, float], say) -> int:
     """Merge the parts into the staging index and commit them with the documents, then add the lexical part.
 
     The merge and the documents commit in one SQLite transaction: a build killed before it leaves the
@@ -349,8 +350,10 @@ def _assemble(work: Path, index: Any, parts: list[dict[str, Any]], total: int, c
     if config.lexical and index.lexical is None:
         t = time.perf_counter()
         say("tokenising the texts for the lexical part")
-        index.add_lexical(config.analyser or DEFAULT_ANALYSER)
+        cut = index.add_lexical(config.analyser or DEFAULT_ANALYSER).cut
         seconds["lexical"] = round(time.perf_counter() - t, 3)
+        return cut
+    return 0
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
