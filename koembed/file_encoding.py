@@ -126,7 +126,7 @@ def encode_file(
     if encoder is not None:
         max_seq_length, normalize, backend = encoder.max_seq_length, encoder.normalize, encoder.backend_name
     config = EncodeFileConfig(
-        input=str(input), output=_default_output(input, output),
+        input=str(input), output=default_output(input, output),
         model=encoder.model_name if encoder is not None else (None if model is None else str(model)),
         batch_size=batch_size, device=device, max_seq_length=max_seq_length, normalize=normalize,
         backend=backend, errors=errors, chunk_size=chunk_size, workers=workers,
@@ -186,7 +186,7 @@ def run_encode_file(
     return report
 
 
-def _default_output(input: str | os.PathLike, output: str | os.PathLike | None) -> str:
+def default_output(input: str | os.PathLike, output: str | os.PathLike | None) -> str:
     if output is not None:
         return str(output)
     if str(input) == STDOUT:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
 import typer
 
-from koembed.backends import AUTO, BACKEND_CHOICES
+from koembed.backends import BACKEND_CHOICES
 from koembed.cli.app import app
 from koembed.errors import InputError
-from koembed.file_encoding import DEFAULT_CHUNK_SIZE
+from koembed.file_encoding import EncodeFileConfig
+from koembed.scale.job_config import EncodeJobConfig
+
+# The defaults are the config dataclasses' (input and output have none: they are required).
+_F = {f.name: f.default for f in dataclasses.fields(EncodeFileConfig)}
+_R = {f.name: f.default for f in dataclasses.fields(EncodeJobConfig)}
 
 
 @app.command()
@@ -23,31 +29,36 @@ def encode(
         help="OUT ending in .npy (default INPUT.npy), .jsonl or .parquet; '-' writes JSONL to stdout.",
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Hub id or local model folder (default: embedded)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Texts per forward pass."),
+    batch_size: int = typer.Option(_F["batch_size"], "--batch-size", min=1, help="Texts per forward pass."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: cpu)."),
     max_seq_length: int | None = typer.Option(
         None, "--max-seq-length", min=2, help="Truncate longer texts to this many tokens (they are counted)."
     ),
-    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="L2-normalise the vectors."),
-    backend: str = typer.Option(AUTO, "--backend", help=f"Inference backend: {', '.join(BACKEND_CHOICES)} (auto: onnx "
-                                "when onnxruntime is installed and the device is the CPU, else torch)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Encoding processes, each with cores/N threads."),
+    normalize: bool = typer.Option(_F["normalize"], "--normalize/--no-normalize", help="L2-normalise the vectors."),
+    backend: str = typer.Option(_F["backend"], "--backend", help=f"Inference backend: {', '.join(BACKEND_CHOICES)} "
+                                "(auto: onnx when onnxruntime is installed and the device is the CPU, else torch)."),
+    workers: int = typer.Option(_F["workers"], "--workers", min=1,
+                                help="Encoding processes, each with cores/N threads."),
     errors: str = typer.Option(
-        "strict", "--errors", help="'strict': stop at the first non-UTF-8 line; 'replace': replace bad bytes."
+        _F["errors"], "--errors", help="'strict': stop at the first non-UTF-8 line; 'replace': replace bad bytes."
     ),
-    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, help="Lines read and written at a time."),
+    chunk_size: int = typer.Option(_F["chunk_size"], "--chunk-size", min=1, help="Lines read and written at a time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     engine: str = typer.Option("local", "--engine", help="local: this process (and --workers); ray: a Ray cluster "
                                "writing a sharded vector set folder OUT (docs/scale.md)."),
     address: str | None = typer.Option(None, "--address", help="[ray] Ray cluster address (default: a local Ray)."),
     num_workers: int | None = typer.Option(None, "--num-workers", min=1, help="[ray] Encoding actors "
                                            "(default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)."),
-    cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", min=1, help="[ray] CPU threads per actor."),
-    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="[ray] GPUs per actor (0: CPU)."),
-    shard_rows: int = typer.Option(50_000, "--shard-rows", min=1, help="[ray] Input rows per shard (unit of resume)."),
+    cpus_per_worker: int = typer.Option(_R["cpus_per_worker"], "--cpus-per-worker", min=1,
+                                        help="[ray] CPU threads per actor."),
+    gpus_per_worker: float = typer.Option(_R["gpus_per_worker"], "--gpus-per-worker", min=0.0,
+                                          help="[ray] GPUs per actor (0: CPU)."),
+    shard_rows: int = typer.Option(_R["shard_rows"], "--shard-rows", min=1,
+                                   help="[ray] Input rows per shard (unit of resume)."),
     fmt: str | None = typer.Option(None, "--format", help="[ray] txt|jsonl|parquet (default: from the suffix)."),
-    text_field: str = typer.Option("text", "--text-field", help="[ray] JSONL field / column holding the text."),
-    id_field: str = typer.Option("id", "--id-field", help="[ray] JSONL field / column holding the id."),
+    text_field: str = typer.Option(_R["text_field"], "--text-field",
+                                   help="[ray] JSONL field / column holding the text."),
+    id_field: str = typer.Option(_R["id_field"], "--id-field", help="[ray] JSONL field / column holding the id."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="[ray] Skip and count malformed records."),
     vectors_only: bool = typer.Option(False, "--vectors-only", help="[ray] Store ids and vectors, not texts."),
 ) -> None:
@@ -57,29 +68,28 @@ def encode(
     rerun the same command to resume.
     """
     if engine == "ray":
-        from koembed.scale import EncodeJobConfig, encode_distributed
+        from koembed.scale import encode_distributed
 
         if output is None or output == "-" or workers != 1:
             raise InputError("--engine ray needs -o OUT_DIR (a folder) and takes --num-workers, not --workers")
-        config = EncodeJobConfig(
+        job = EncodeJobConfig(
             input=input, output=output, model=model, backend=backend, device=device, max_seq_length=max_seq_length,
             normalize=normalize, batch_size=batch_size, fmt=fmt, text_field=text_field, id_field=id_field,
             skip_bad=skip_bad, errors=errors, with_text=not vectors_only, shard_rows=shard_rows, address=address,
             num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
-        result = encode_distributed(config, quiet=quiet)
+        result = encode_distributed(job, quiet=quiet)
         if not quiet:
             print(result.summary(), file=sys.stderr)
         return
     if engine != "local":
         raise InputError(f"--engine {engine!r}: choose local or ray")
-    from koembed.file_encoding import encode_file
+    from koembed.file_encoding import default_output, run_encode_file
 
+    config = EncodeFileConfig(input=input, output=default_output(input, output), model=model, batch_size=batch_size,
+                              device=device, max_seq_length=max_seq_length, normalize=normalize, backend=backend,
+                              errors=errors, chunk_size=chunk_size, workers=workers)
     try:
-        report = encode_file(
-            input, output, model=model, batch_size=batch_size, device=device, max_seq_length=max_seq_length,
-            normalize=normalize, backend=backend, errors=errors, chunk_size=chunk_size, workers=workers,
-            show_progress=False if quiet else None,
-        )
+        report = run_encode_file(config, show_progress=False if quiet else None)
     except BrokenPipeError:
         # `koembed encode f -o - | head`: the reader left; stop quietly like other Unix tools.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

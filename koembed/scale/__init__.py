@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "EncodeJobConfig": "koembed.scale.encode",
+    "EncodeJobConfig": "koembed.scale.job_config",
     "EncodeJobResult": "koembed.scale.encode",
     "encode_distributed": "koembed.scale.encode",
     "VectorIndexConfig": "koembed.scale.index_build",
