@@ -60,8 +60,14 @@ def test_index_search_info_remove_round_trip(tmp_path, built, tiny_st_dir, capsy
     info = json.loads(capsys.readouterr().out)
     assert info["count"] == 4 and info["spec"] == "Flat" and info["model"]["name"] == str(tiny_st_dir)
     assert info["model"]["fingerprint"] and info["dim"] == 64
+    roles = info["roles"]  # every file on disk is named with what it is
+    assert set(roles) == set(info["sizes"]) and roles["docs.sqlite"] == "documents (SQLite)"
+    current = {n for n, r in roles.items() if r == f"generation {info['generation']}"}
+    assert sum(n.endswith(".faiss") for n in current) == 1
+    assert all("older generation" in r for n, r in roles.items() if n.endswith(".faiss") and n not in current)
     assert main(["info", str(built)]) == 0
-    assert "documents          4" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "documents          4" in out and f"generation {info['generation']}" in out
 
     assert main(["remove", str(built), "w2", "nope"]) == 0
     assert "removed 1 of 2 ids; 3 documents left" in capsys.readouterr().err

@@ -246,9 +246,11 @@ def info_cmd(
     lines.insert(6, ("lexical", f"{lex['analyser']} (BM25 k1 {lex['k1']}, b {lex['b']}; {lex['vocabulary']} tokens, "
                                 f"{lex['postings']} postings)" if lex else "none (dense search only; add it: "
                                 f"koembed add-lexical {info['directory']})"))
-    lines += [(f"  {name}", f"{size / 1e6:.2f} MB") for name, size in info["sizes"].items()]
     for key, value in lines:
         print(f"{key:18} {value}")
+    width = max((len(name) for name in info["sizes"]), default=0)
+    for name, size in info["sizes"].items():
+        print(f"  {name:{width}} {size / 1e6:8.2f} MB  {info['roles'][name]}")
 
 
 @app.command("remove")

@@ -238,10 +238,26 @@ class Index(IndexWrites, CommitProtocol):
                 if p.is_file() and not p.name.startswith("."):
                     sizes[p.name] = p.stat().st_size
         m = self.manifest
+        roles = {name: _file_role(name, m) for name in sizes}
         return {"directory": str(self.directory), "count": self.count, "spec": m.spec, "index_type": m.index_type,
                 "dim": self.dim, "model": m.model.as_dict(), "metric": m.metric,
                 "spec_reason": m.spec_reason, "calibration": m.calibration,
                 "search_defaults": dict(m.search_defaults), "ntotal": int(self.faiss.ntotal),
                 "tombstones": int(len(self.tombstones())), "generation": self.generation,
                 "created": m.created, "updated": m.updated, "lexical": m.lexical,
-                "sizes": sizes, "total_bytes": sum(sizes.values())}
+                "sizes": sizes, "roles": roles, "total_bytes": sum(sizes.values())}
+
+
+def _file_role(name: str, manifest: Manifest) -> str:
+    """What a file in an index directory is, for ``info``: the clutter a user sees has reasons."""
+    if name == MANIFEST:
+        return "manifest"
+    if name == STORE:
+        return "documents (SQLite)"
+    if name == STORE + "-wal":
+        return "SQLite's write-ahead log (folded into the store at checkpoints)"
+    if name == STORE + "-shm":
+        return "SQLite's index of the write-ahead log"
+    if name in manifest.files:
+        return f"generation {manifest.generation}"
+    return "an older generation, kept for readers still on it; deleted by a later commit"
