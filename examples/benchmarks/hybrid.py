@@ -42,6 +42,7 @@ from koembed.paths import data_dir as default_data_dir
 from koembed.system import machine_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_queries import neutral_reviews  # noqa: E402
 from timing import best_run, dir_bytes  # noqa: E402
 
 
@@ -55,19 +56,6 @@ def write_documents(data_dir: Path, out: Path, limit: int | None) -> int:
             fh.write(json.dumps({"id": f"{r['file'][8:-4]}-{r['line']}", "text": r["sentence1"],
                                  "metadata": {"label": r["label"]}}, ensure_ascii=False) + "\n")
     return len(rows)
-
-
-def read_queries(data_dir: Path, n: int = 1000) -> list[str]:
-    out = []
-    with open(data_dir / "nsmc" / "raw_neutral_reviews.tsv", encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            text = line.rstrip("\n").split("\t")[-1].strip()
-            if text:
-                out.append(text)
-            if len(out) == n:
-                break
-    return out
 
 
 def build(inp: Path, out: Path, encoder, lexical: bool) -> tuple[float, float, float]:
@@ -189,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     print(f"# {machine_summary()}", flush=True)
     n = write_documents(data_dir, work / "nsmc.jsonl", args.docs)
-    queries = read_queries(data_dir)
+    queries = neutral_reviews(data_dir)
     encoder = KoMiniLMEncoder()
     print(f"# {n} documents, {len(queries)} queries, model {encoder.model_name} ({encoder.backend_name})",
           flush=True)

@@ -44,6 +44,7 @@ from koembed.search_eval import korquad_halves
 from koembed.system import machine_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_queries import neutral_reviews  # noqa: E402
 from timing import best_run, dir_bytes  # noqa: E402
 
 
@@ -174,15 +175,7 @@ def nsmc_texts(data_dir: Path, limit: int | None) -> tuple[list[str], list[str]]
     report = RowReport()
     docs = [r["sentence1"] for f in ("ratings_train.txt", "ratings_test.txt")
             for r in read_nsmc(data_dir / "nsmc" / f, report)]
-    queries = []
-    with open(data_dir / "nsmc" / "raw_neutral_reviews.tsv", encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            text = line.rstrip("\n").split("\t")[-1].strip()
-            if text:
-                queries.append(text)
-            if len(queries) == 1000:
-                break
+    queries = neutral_reviews(data_dir)
     print(f"# NSMC: {len(docs)} documents ({report.total_bad} empty or malformed rows skipped), "
           f"{len(queries)} queries", file=sys.stderr)
     return docs[:limit] if limit else docs, queries
