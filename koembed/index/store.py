@@ -246,24 +246,17 @@ class _Connection(sqlite3.Connection):
     path: Path | None = None
 
     def execute(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        try:
-            return super().execute(*args)
-        except sqlite3.Error as exc:
-            if self.path is None:
-                raise
-            raise refused_store(self.path, exc) from None
+        return self._clear(super().execute, args)
 
     def executemany(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
-        try:
-            return super().executemany(*args)
-        except sqlite3.Error as exc:
-            if self.path is None:
-                raise
-            raise refused_store(self.path, exc) from None
+        return self._clear(super().executemany, args)
 
     def executescript(self, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        return self._clear(super().executescript, args)
+
+    def _clear(self, call: Any, args: tuple) -> sqlite3.Cursor:
         try:
-            return super().executescript(*args)
+            return call(*args)
         except sqlite3.Error as exc:
             if self.path is None:
                 raise
