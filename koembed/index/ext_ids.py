@@ -31,45 +31,44 @@ class ExtIds:
         self.store = store
         self.count = count
         self.probed = 0
-        self._rows: np.ndarray | None = None  # sorted row ids
-        self._ext: np.ndarray | None = None  # their external ids (object array of str)
-        self._dense: np.ndarray | None = None  # external id by row id, when row ids have few gaps
-
-    @property
-    def loaded(self) -> bool:
-        return self._rows is not None
+        self.loaded = False
+        # Once loaded, one of two forms: a table indexed by row id (None for gaps, and one None slot at the
+        # end that -1 reads), or sorted row ids beside their external ids for a binary search.
+        self._table: np.ndarray | None = None
+        self._rows: np.ndarray | None = None
+        self._ext: np.ndarray | None = None
 
     def lookup(self, row_ids: np.ndarray) -> np.ndarray:
         """An object array shaped like ``row_ids`` holding each row's external id, None where there is none."""
         row_ids = np.asarray(row_ids, dtype=np.int64)
         flat = row_ids.ravel()
-        if self._rows is None and self.count is not None:
+        if not self.loaded and self.count is not None:
             self.probed += int(np.count_nonzero(flat >= 0))
             if self.probed * ROWS_PER_PROBE >= self.count:
                 self._load()
-        if self._rows is None:
-            docs = self.store.fetch(flat, ())
-            out = np.array([d[0] if (d := docs.get(r)) is not None else None for r in flat.tolist()], dtype=object)
-            return out.reshape(row_ids.shape)
-        rows, ext = self._rows, self._ext
-        if len(rows) == 0:
-            return np.full(row_ids.shape, None, dtype=object)
-        if self._dense is not None:  # row id -> slot, None for gaps; -1 (no hit) reads the None at the end
-            return self._dense[np.where((flat >= 0) & (flat < len(self._dense) - 1), flat, -1)].reshape(row_ids.shape)
-        pos = np.searchsorted(rows, flat).clip(max=len(rows) - 1)
-        return np.where(rows[pos] == flat, ext[pos], None).reshape(row_ids.shape)  # type: ignore[index]
+        if self._table is not None:
+            table = self._table
+            return table[np.where((flat >= 0) & (flat < len(table) - 1), flat, -1)].reshape(row_ids.shape)
+        if self._rows is not None:
+            rows = self._rows
+            pos = np.searchsorted(rows, flat).clip(max=len(rows) - 1)
+            return np.where(rows[pos] == flat, self._ext[pos], None).reshape(row_ids.shape)  # type: ignore[index]
+        docs = self.store.fetch(flat, ())
+        out = np.array([d[0] if (d := docs.get(r)) is not None else None for r in flat.tolist()], dtype=object)
+        return out.reshape(row_ids.shape)
 
     def _load(self) -> None:
         rows = self.store.conn.execute("SELECT row_id, ext_id FROM docs").fetchall()
         row_ids = np.fromiter((r for r, _ in rows), dtype=np.int64, count=len(rows))
         ext = np.empty(len(rows), dtype=object)
         ext[:] = [e for _, e in rows]
-        order = np.argsort(row_ids, kind="stable")
-        self._rows, self._ext = row_ids[order], ext[order]
-        top = int(self._rows[-1]) + 1 if len(rows) else 0
-        # Row ids are dense unless many documents were replaced or removed since the last compaction: then a
+        top = int(row_ids.max()) + 1 if len(rows) else 0
+        # Row ids are dense unless many documents were replaced or removed since the last compaction: then the
         # table indexed by row id (a gather: 20x faster than the binary search) costs at most twice the rows.
-        if 0 < top <= 2 * len(rows):
-            dense = np.full(top + 1, None, dtype=object)
-            dense[self._rows] = self._ext
-            self._dense = dense
+        if top <= 2 * len(rows):
+            self._table = np.full(top + 1, None, dtype=object)
+            self._table[row_ids] = ext
+        else:
+            order = np.argsort(row_ids, kind="stable")
+            self._rows, self._ext = row_ids[order], ext[order]
+        self.loaded = True
