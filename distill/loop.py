@@ -63,11 +63,9 @@ def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
     Elsewhere (AVX2-only parts) bf16 is emulated and several times slower than fp32.
     """
-    try:
-        with open(cpuinfo, encoding="utf-8") as fh:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in fh)
-    except OSError:
-        return False
+    from koembed.system import cpu_info
+
+    return "amx_bf16" in cpu_info(cpuinfo).flags
 
 
 def resolve_mixed_precision(requested: str) -> str:

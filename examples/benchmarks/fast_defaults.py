@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -58,14 +57,10 @@ def row(part: str, item: str, value: float, unit: str, *, ratio: float | None = 
 
 
 def machine() -> dict:
-    info = {"cpu": platform.processor() or platform.machine(), "cpus": len(os.sched_getaffinity(0))}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-        flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":", 1)[1].split())
-        info["flags"] = [f for f in FLAGS if f in flags]
-    except (OSError, StopIteration):
-        info["flags"] = []
+    from koembed.system import cpu_count, cpu_info
+
+    cpu = cpu_info()
+    info = {"cpu": cpu.model, "cpus": cpu_count(), "flags": [f for f in FLAGS if f in cpu.flags]}
     import faiss
     import onnxruntime
 

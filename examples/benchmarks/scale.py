@@ -44,14 +44,9 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16")
 
 
 def machine() -> dict:
-    flags: set[str] = set()
-    model = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
+    from koembed.system import cpu_info
+
+    model, flags = cpu_info()
     return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in CPU_FLAGS if f in flags],
             "load_average": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}
 
