@@ -1,4 +1,9 @@
-"""Text in: Unicode normalisation and line-oriented reading with precise error locations.
+"""Text in: validation, Unicode normalisation and line-oriented reading with precise error locations.
+
+Text from outside (request bodies, files, command-line arguments) is checked once where it comes in
+(:func:`check_text`, :func:`find_bad_text`): a lone surrogate (JSON ``"\\ud800"``, or an undecodable
+byte that Python carried in as U+DC80-U+DCFF) is not text, and past the boundary it breaks the
+tokenizer, SQLite and every UTF-8 writer, so it is refused there with the field or file and line named.
 
 Korean text arrives both composed (NFC: one code point per syllable) and decomposed (NFD: conjoining
 jamo, common from macOS file names and some web sources). Tokenizers trained on NFC text split NFD
@@ -8,9 +13,10 @@ input into jamo, so every path into the model goes through :func:`normalize`.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,78 @@ from koembed.errors import InputError
 BOM = "\ufeff"
 # Control characters other than tab/newline confuse tokenizers and terminals alike.
 _CONTROL = {c: " " for c in range(32) if c not in (9, 10, 13)} | {0x7F: " "}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode text, or None: the first lone surrogate, with its position.
+
+    U+DC80-U+DCFF is how Python carries an undecodable byte of a file name, an argument or a file read
+    with ``errors="surrogateescape"``; any other surrogate comes from a JSON ``\\uD8xx`` escape without its pair.
+    """
+    if text.isascii():
+        return None
+    m = _SURROGATE.search(text)
+    if m is None:
+        return None
+    code = ord(m.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return (f"holds a byte that is not UTF-8 (0x{code - 0xDC00:02x} at character {m.start()}); "
+                "send UTF-8 text")
+    return (f"holds a lone surrogate (U+{code:04X} at character {m.start()}), which is not a character; "
+            "send valid Unicode text (a \\uD800-\\uDFFF escape needs its pair)")
+
+
+def check_text(text: str, where: str) -> str:
+    """``text`` unchanged, or an :class:`InputError` ``"{where}: ..."`` when it is not valid Unicode text.
+
+    ``where`` names the source as the user knows it: ``queries[2]``, ``docs.jsonl: line 7: field text``,
+    ``argument QUERY``.
+    """
+    problem = text_problem(text)
+    if problem is not None:
+        raise InputError(f"{safe_text(where)}: {problem}")
+    return text
+
+
+def check_texts(texts: Sequence[str], where: str) -> Sequence[str]:
+    """Each of ``texts`` checked as ``{where}[i]``; returns ``texts``."""
+    for i, t in enumerate(texts):
+        if not t.isascii():
+            check_text(t, f"{where}[{i}]")
+    return texts
+
+
+def find_bad_text(value: object, path: str = "") -> tuple[str, str] | None:
+    """The first string in a JSON-like value (keys too) that is not valid text: ``(path, problem)``, else None.
+
+    Paths read like request fields: ``queries[0]``, ``filters.lang``; a bad key is named as
+    ``filters (a key)``. Deep values are walked without recursion (no depth limit to hit).
+    """
+    stack: list[tuple[object, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return where or "body", problem
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                if isinstance(key, str) and text_problem(key) is not None:
+                    return f"{where or 'body'} (a key)", text_problem(key) or ""
+                children.append((child, f"{where}.{key}" if where else str(key)))
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{where}[{i}]") for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def safe_text(text: str) -> str:
+    """``text`` with any surrogate written as an escape (``\\udcff``), so it can be printed or sent as UTF-8."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def normalize(text: str) -> str:
