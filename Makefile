@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) $(TORCH) 2>/dev/null \
 		|| { echo "setup: no $(TORCH) from $(TORCH_CPU_INDEX) (unreachable?); using pip's configured index" >&2; \
 		     $(BIN)/pip install -q $(TORCH); }
-	$(BIN)/pip install -q -e '.[dev,onnx,scale,serve,kiwi]'
+	# The extras the tests need: every one (the slim default install is tested in a venv of its own,
+	# tests/test_slim_install.py).
+	$(BIN)/pip install -q -e '.[dev,distill,parquet,scale,serve,kiwi,langchain,llamaindex]'
 	touch $(STAMP)
 
 setup: $(STAMP)

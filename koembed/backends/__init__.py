@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from koembed.backends.tokens import Tokens
-from koembed.errors import KoembedError
+from koembed.errors import KoembedError, MissingExtraError
 from koembed.model_source import ModelSource
 
 # name -> "module:factory"; factories take (source, device, max_seq_length, **options).
@@ -81,5 +81,14 @@ def load_backend(
     if name not in BACKENDS:
         raise KoembedError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
     module_name, attr = BACKENDS[name].split(":")
-    factory = getattr(importlib.import_module(module_name), attr)
-    return factory(source, device=device, max_seq_length=max_seq_length, **options)
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+        return factory(source, device=device, max_seq_length=max_seq_length, **options)
+    except ModuleNotFoundError as exc:  # a slim install (pip install koembed) without the extra this needs
+        from koembed.extras import EXPORT_MODULES, install_hint, missing_extra
+
+        if name != "torch" and exc.name and exc.name.split(".")[0] in EXPORT_MODULES:
+            raise MissingExtraError(
+                f"model {source.name!r} has no ONNX graph yet, and exporting one (once, then cached) needs "
+                f"{exc.name.split('.')[0]}, which is not installed: {install_hint('export')}") from None
+        raise (missing_extra(exc) or exc) from None

@@ -50,6 +50,12 @@ def run(argv: list[str], typer_app: typer.Typer | None = None, prog_name: str = 
     except SystemExit as exc:  # typer/click exit paths (e.g. --help)
         return int(exc.code or 0)
     except Exception as exc:  # usage errors, from click or from the copy of click that newer typer vendors
+        from koembed.extras import missing_extra
+
+        missing = missing_extra(exc, _command_of(argv, prog_name))
+        if missing is not None:  # an optional dependency this command needs (slim install): name the extra
+            print(f"error: {missing}", file=sys.stderr)
+            return missing.exit_code
         if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
@@ -66,6 +72,12 @@ def run(argv: list[str], typer_app: typer.Typer | None = None, prog_name: str = 
             print(f"error: {INTERRUPTED_MESSAGE}", file=sys.stderr)
         return code
     return 0
+
+
+def _command_of(argv: list[str], prog_name: str) -> str | None:
+    if "distill" in prog_name:
+        return "distill"
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _raise_on_sigterm():
