@@ -45,7 +45,7 @@ def test_jsonl_fields_metadata_and_custom_names(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ('{"id": 1, "text": "ok"', "malformed JSON"),
-    ('{"id": 1}', "text field 'text' is missing"),
+    ('{"id": 1}', r"no text field 'text' \(its fields: id\); name the field holding the text with --text-field"),
     ('{"id": 1, "text": 5}', "not a string"),
     ('{"id": 1, "text": "t", "metadata": [1]}', "must be an object"),
     ('[1, 2]', "expected a JSON object"),
@@ -168,3 +168,83 @@ def test_repeated_ids_in_tables_and_parquet_are_located(tmp_path):
     list(iter_records(tmp_path / "t.parquet", stats=stats))
     assert stats.duplicates == 2
     assert stats.duplicate_locations[0] == f"{tmp_path / 't.parquet'}: row 3 repeats the id of row 1"
+
+
+# ---- inputs read as meant (issue 26) ---------------------------------------------------------------------
+
+
+def test_jsonl_keeps_its_other_fields_as_metadata_like_a_table(tmp_path):
+    rows = [{"id": 1, "text": "리뷰 하나", "rating": 5, "tags": ["a"]},
+            {"id": 2, "text": "리뷰 둘", "rating": 1, "metadata": {"lang": "ko"}}]
+    p = _write(tmp_path / "r.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    assert [r.metadata for r in iter_records(p)] == [{"rating": 5, "tags": ["a"]}, {"rating": 1, "lang": "ko"}]
+    # A CSV's metadata column joins its other columns too.
+    c = _write(tmp_path / "r.csv", 'text,metadata,topic\n가,"{""lang"": ""ko""}",news\n')
+    assert [r.metadata for r in iter_records(c)] == [{"topic": "news", "lang": "ko"}]
+    # A name in both would lose one value: a bad record, named.
+    clash = _write(tmp_path / "c.jsonl", '{"text": "t", "lang": "en", "metadata": {"lang": "ko"}}\n')
+    with pytest.raises(InputError, match=r"c.jsonl: line 1: 'lang' is both a field of the record and a key"):
+        list(iter_records(clash))
+
+
+def test_a_text_field_missing_from_the_first_record_names_the_option_and_the_fields(tmp_path):
+    p = _write(tmp_path / "reviews.jsonl", '{"id": 1, "review": "좋아요", "stars": 5}\n{"id": 2, "review": "별로"}\n')
+    for skip_bad in (False, True):  # skipping would skip every record: refused either way
+        with pytest.raises(InputError) as err:
+            list(iter_records(p, skip_bad=skip_bad))
+        assert str(err.value) == (f"{p}: line 1: no text field 'text' (its fields: id, review, stars); name the "
+                                  "field holding the text with --text-field")
+    assert [r.text for r in iter_records(p, text_field="review")] == ["좋아요", "별로"]
+
+
+@pytest.mark.parametrize("record, where", [('{"id": "a", "text": "가\\ud800"}', "field text holds a lone surrogate"),
+                                           ('{"id": "\\udc80", "text": "가"}', "field id holds a"),
+                                           ('{"text": "가", "metadata": {"k": "\\ud83d"}}', "metadata.k holds")])
+def test_json_strings_that_are_not_text_are_bad_records(tmp_path, record, where):
+    p = _write(tmp_path / "s.jsonl", '{"id": "ok", "text": "좋다"}\n' + record + "\n")
+    with pytest.raises(InputError, match=rf"s.jsonl: line 2: {where}.*--skip-bad"):
+        list(iter_records(p))
+    stats = CorpusStats()
+    assert [r.id for r in iter_records(p, skip_bad=True, stats=stats)] == ["ok"] and stats.bad == 1
+
+
+def test_json_arrays_of_objects_or_strings(tmp_path):
+    p = _write(tmp_path / "d.json", json.dumps([{"id": "x", "text": "가", "src": "web"}, "나", 3], ensure_ascii=False))
+    stats = CorpusStats()
+    recs = list(iter_records(p, skip_bad=True, stats=stats))
+    assert [(r.id, r.text, r.metadata, r.line) for r in recs] == [("x", "가", {"src": "web"}, 1), ("2", "나", {}, 2)]
+    assert stats.bad_locations == [f"{p}: item 3"]
+    squad = _write(tmp_path / "squad.json", '{"version": "1", "data": []}')
+    with pytest.raises(InputError, match=r"must hold one array of records .* not a JSON dict; .*\.jsonl"):
+        list(iter_records(squad))
+
+
+def test_folders_and_patterns_read_each_file_in_its_format(tmp_path):
+    d = tmp_path / "docs"
+    (d / "sub").mkdir(parents=True)
+    _write(d / "a.txt", "첫째\n둘째\n")
+    _write(d / "sub" / "b.jsonl", '{"text": "셋째"}\n{"id": "own", "text": "넷째"}\n')
+    _write(d / "notes.md", "읽지 않음\n")
+    _write(d / ".hidden.txt", "숨김\n")
+    assert [(r.id, r.text) for r in iter_records(d)] == [
+        ("a.txt:1", "첫째"), ("a.txt:2", "둘째"), ("sub/b.jsonl:1", "셋째"), ("own", "넷째")]
+    assert detect_format(d) == "mixed" and detect_format(f"{d}/**/*.jsonl") == "jsonl"
+    assert [r.text for r in iter_records(f"{d}/**/*.jsonl")] == ["셋째", "넷째"]
+    with pytest.raises(InputError, match=r"no file matches this pattern"):
+        list(iter_records(f"{d}/*.csv"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"a folder with no file koembed reads"):
+        list(iter_records(tmp_path / "empty"))
+
+
+def test_a_txt_that_is_a_table_is_refused_with_the_tsv_hint(tmp_path):
+    nsmc = _write(tmp_path / "ratings_test.txt", "id\tdocument\tlabel\n6270596\t굳 ㅋ\t1\n9274899\t별로\t0\n")
+    with pytest.raises(InputError) as err:
+        list(iter_records(nsmc))
+    assert "ratings_test.txt: each of its first 3 lines holds 2 tab(s)" in str(err.value)
+    assert "(first line: id, document, label)" in str(err.value) and "--format tsv --text-field" in str(err.value)
+    assert [(r.id, r.text) for r in iter_records(nsmc, fmt="tsv", text_field="document")] == [
+        ("6270596", "굳 ㅋ"), ("9274899", "별로")]
+    assert len(list(iter_records(nsmc, fmt="txt"))) == 3  # asked for: whole lines
+    # Lines with tabs in varying numbers are text that happens to hold tabs.
+    assert len(list(iter_records(_write(tmp_path / "t.txt", "가\t나\n다\n라\t마\t바\n")))) == 3
