@@ -1,8 +1,9 @@
 """Evaluation: STS correlation on cosine similarity, and retrieval ranking metrics.
 
-Tasks are data: :data:`TASKS` (a :class:`~koembed.registry.Registry`) maps a name to the file it reads
-(relative to the data folder), the reader, and the kind of evaluation. ``run_task(model, "korsts-test")``
-loads, evaluates, and (optionally) writes the result dict as JSON, atomically.
+Tasks are data: :data:`~koembed.data.tasks.TASKS`, shared with the benchmark suite, names each task's
+catalogued data set, split and kind; this module runs the ``sts`` and ``retrieval`` kinds.
+``run_task(model, "korsts")`` loads (local files, else the Hub: :func:`koembed.data.read_split`),
+evaluates, and (optionally) writes the result dict as JSON, atomically.
 
 Any object with ``encode(list[str], batch_size=...) -> array`` works as a model: a
 :class:`~koembed.encoder.KoMiniLMEncoder`, a ``SentenceTransformer``, or a TF-IDF baseline. A model
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from koembed.atomic import atomic_write_text
+from koembed.data.load import read_split
+from koembed.data.tasks import EMBEDDING_KINDS, TASKS, Task, find_task
 from koembed.errors import InputError
-from koembed.korean_data import RowReport, read_klue_sts, read_korquad, read_korsts
-from koembed.paths import data_dir as default_data_dir
-from koembed.registry import Registry
+from koembed.korean_data import RowReport, read_korquad
 from koembed.stats import pearson, spearman
 from koembed.vectors import l2_normalize
 
@@ -43,17 +44,13 @@ class RetrievalData:
     qrels: dict[str, set[str]]
 
 
-@dataclass(frozen=True)
-class Task:
-    name: str
-    kind: str  # "sts" or "retrieval"
-    path: str  # relative to the data folder
-    load: Callable[..., Any]  # (path, report) -> pairs (sts) or RetrievalData (retrieval)
-    aliases: tuple[str, ...] = ()
-
-
 def korquad_retrieval(path: str | Path, report: RowReport | None = None) -> RetrievalData:
-    """KorQuAD 1.0: each question is a query, its paragraph the one relevant document.
+    """A KorQuAD 1.0 file as a retrieval collection (see :func:`qa_retrieval`)."""
+    return qa_retrieval(read_korquad(path, report))
+
+
+def qa_retrieval(questions: Iterable[dict]) -> RetrievalData:
+    """KorQuAD rows: each question is a query, its paragraph the one relevant document.
 
     Paragraphs with identical text are one document (KorQuAD dev repeats a few), so a question is
     never counted wrong for finding the duplicate of its own paragraph.
@@ -62,28 +59,12 @@ def korquad_retrieval(path: str | Path, report: RowReport | None = None) -> Retr
     doc_of_text: dict[str, str] = {}
     queries: dict[str, str] = {}
     qrels: dict[str, set[str]] = {}
-    for q in read_korquad(path, report):
+    for q in questions:
         doc_id = doc_of_text.setdefault(q["context"], f"p{len(doc_of_text)}")
         corpus[doc_id] = q["context"]
         queries[q["id"]] = q["question"]
         qrels.setdefault(q["id"], set()).add(doc_id)
     return RetrievalData(corpus, queries, qrels)
-
-
-_TASKS = (
-    Task("korsts-test", "sts", "korsts/sts-test.tsv", read_korsts, aliases=("korsts",)),  # 1,379 pairs
-    Task("korsts-dev", "sts", "korsts/sts-dev.tsv", read_korsts),  # 1,500 pairs
-    Task("klue-sts", "sts", "klue/sts/klue-sts-v1.1_dev.json", read_klue_sts, aliases=("klue-sts-dev",)),  # 519
-    # 5,774 questions -> their paragraph among 960 distinct paragraphs
-    Task("korquad-retrieval", "retrieval", "korquad/KorQuAD_v1.0_dev.json", korquad_retrieval),
-)
-TASKS: Registry[Task] = Registry("evaluation task", ((t.name, t) for t in _TASKS),
-                                 aliases={a: t.name for t in _TASKS for a in t.aliases})
-
-
-def find_task(name: str) -> Task:
-    """The task called ``name`` (or one of its aliases); a typo gets the closest names as a suggestion."""
-    return TASKS.get(name)
 
 
 def as_encoder(model: Any):
@@ -173,29 +154,31 @@ def evaluate_retrieval(
                       "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _task_path(task: Task | str, kind: str, data_dir: str | Path | None) -> tuple[Task, Path]:
+def embedding_task(task: Task | str, kind: str | None = None) -> Task:
+    """The task (by name) if this module can run it: of an embedding kind (and of ``kind`` when given)."""
     task = find_task(task) if isinstance(task, str) else task
-    if task.kind != kind:
+    if task.kind not in EMBEDDING_KINDS:
+        names = ", ".join(n for n, t in TASKS.items() if t.kind in EMBEDDING_KINDS)
+        raise InputError(f"task {task.name} is a fine-tuning task ({task.kind}), run by the benchmark (distill bench); "
+                         f"the embedding tasks are {names}")
+    if kind is not None and task.kind != kind:
         other = "load_sts_pairs" if task.kind == "sts" else "load_retrieval_data"
         raise InputError(f"task {task.name} is of kind {task.kind}, not {kind}; load it with {other}")
-    path = default_data_dir(data_dir) / task.path
-    if not path.is_file():
-        raise InputError(f"task {task.name}: data file {path} not found; pass --data-dir or set KOEMBED_DATA_DIR")
-    return task, path
+    return task
 
 
 def load_sts_pairs(task: Task | str, data_dir: str | Path | None = None, max_samples: int | None = None,
-                   report: RowReport | None = None) -> list[dict]:
+                   report: RowReport | None = None, use_hub: bool = True) -> list[dict]:
     """An STS task's pairs ``{"sentence1", "sentence2", "score"}``, optionally the first ``max_samples`` only."""
-    task, path = _task_path(task, "sts", data_dir)
-    return task.load(path, report)[:max_samples]
+    task = embedding_task(task, "sts")
+    return read_split(task.dataset, task.split, data_dir, report, use_hub).rows[:max_samples]
 
 
 def load_retrieval_data(task: Task | str, data_dir: str | Path | None = None, max_samples: int | None = None,
-                        report: RowReport | None = None) -> RetrievalData:
+                        report: RowReport | None = None, use_hub: bool = True) -> RetrievalData:
     """A retrieval task's :class:`RetrievalData`, optionally with its first ``max_samples`` queries only."""
-    task, path = _task_path(task, "retrieval", data_dir)
-    data = task.load(path, report)
+    task = embedding_task(task, "retrieval")
+    data = qa_retrieval(read_split(task.dataset, task.split, data_dir, report, use_hub).rows)
     if max_samples is None:
         return data
     keep = list(data.queries)[:max_samples]
@@ -204,16 +187,17 @@ def load_retrieval_data(task: Task | str, data_dir: str | Path | None = None, ma
 
 def run_task(
     model: Any, task: str, data_dir: str | Path | None = None, max_samples: int | None = None,
-    output_json: str | Path | None = None, batch_size: int = BATCH_SIZE,
+    output_json: str | Path | None = None, batch_size: int = BATCH_SIZE, use_hub: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a named task; returns (and optionally writes) ``{"task", "model", metrics...}``."""
-    spec = find_task(task)
+    spec = embedding_task(task)  # a fine-tuning task is refused before the model loads
     name, model = _model_name(model), as_encoder(model)
     report = RowReport()
     if spec.kind == "sts":
-        metrics = evaluate_sts(model, load_sts_pairs(spec, data_dir, max_samples, report), batch_size=batch_size)
+        pairs = load_sts_pairs(spec, data_dir, max_samples, report, use_hub)
+        metrics = evaluate_sts(model, pairs, batch_size=batch_size)
     else:
-        data = load_retrieval_data(spec, data_dir, max_samples, report)
+        data = load_retrieval_data(spec, data_dir, max_samples, report, use_hub)
         metrics = evaluate_retrieval(model, data.corpus, data.queries, data.qrels, batch_size=batch_size)
     result = {"task": spec.name, "model": name, **metrics, "malformed_rows": report.total_bad}
     if output_json is not None:

@@ -18,17 +18,22 @@ Formats (all UTF-8; a BOM is tolerated):
   question and 1 for different ones; readers here return ``label`` 1 = same meaning.
 - paraKQC ``paraKQC_v1.txt``: ``type<TAB>subtype<TAB>sentence``, 1,000 consecutive sets of 10 paraphrases.
 - KorQuAD 1.0 JSON (SQuAD v1.1 layout).
+- NER formats (Naver, KLUE, KMOU): :mod:`koembed.korean_ner`.
+
+:data:`FORMATS` names each format's reader and the kind of rows it returns; the data catalogue
+(:mod:`koembed.data.catalogue`) maps each public data set to one of them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from koembed.errors import InputError
+from koembed.korean_ner import read_klue_ner, read_kmou_ner, read_naver_ner
 from koembed.row_report import (
     RowReport,
     check_file,
@@ -283,45 +288,29 @@ def read_korquad(path: str | Path, report: RowReport | None = None) -> list[dict
     return out
 
 
-def load_pairs_from_hub(
-    name: str, split: str = "train", config: str | None = None, columns: tuple[str, str] | None = None,
-    label_column: str | None = None, report: RowReport | None = None,
-) -> list[dict]:
-    """Load a Hub dataset with ``datasets.load_dataset`` and return ``sentence1``/``sentence2`` dicts.
+class Format(NamedTuple):
+    """A file format: its reader and the kind of rows it returns.
 
-    ``columns`` names the two text columns (default: the first of ``sentence1/sentence2``,
-    ``premise/hypothesis``, ``anchor/positive``, ``question1/question2`` present); ``label_column``
-    (``label``, ``score``, ``gold_label`` by default if present) is copied as ``label``.
+    Row kinds: ``sts`` (sentence1, sentence2, score 0..5), ``nli`` (sentence1, sentence2, label in
+    NLI_LABELS), ``pairs`` (sentence1, sentence2, label 1 = same meaning), ``labelled`` (sentence1,
+    label 0/1), ``qa`` (KorQuAD questions), ``ner`` (tokens, tags).
     """
-    report = report_or_new(report)
-    try:
-        from datasets import load_dataset
 
-        ds = load_dataset(name, config, split=split)
-    except Exception as exc:  # offline, missing or gated: one message for all
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise InputError(
-            f"Hub dataset {name!r} (split {split!r}) could not be loaded: {reason}; "
-            "check the name and your network, or pass local files instead"
-        ) from None
-    cols = ds.column_names
-    if columns is None:
-        candidates = [("sentence1", "sentence2"), ("premise", "hypothesis"), ("anchor", "positive"),
-                      ("question1", "question2")]
-        columns = next((c for c in candidates if set(c) <= set(cols)), None)
-        if columns is None:
-            raise InputError(f"Hub dataset {name!r}: cannot tell the text columns among {cols}; pass columns=(a, b)")
-    if label_column is None:
-        label_column = next((c for c in ("label", "score", "gold_label") if c in cols), None)
-    src, out = f"hub:{name}/{split}", []
-    for i, row in enumerate(ds, start=1):
-        report.read(src)
-        pair = checked_pair(report, src, i, str(row[columns[0]] or ""), str(row[columns[1]] or ""))
-        if pair is None:
-            continue
-        item = {"sentence1": pair[0], "sentence2": pair[1], "line": i}
-        if label_column:
-            item["label"] = row[label_column]
-        out.append(item)
-        report.kept(src)
-    return out
+    read: Callable[..., list[dict]]
+    rows: str
+
+
+FORMATS: dict[str, Format] = {
+    "korsts": Format(read_korsts, "sts"),
+    "klue-sts": Format(read_klue_sts, "sts"),
+    "kornli": Format(read_kornli, "nli"),
+    "klue-nli": Format(read_klue_nli, "nli"),
+    "paws-x": Format(read_paws_x, "pairs"),
+    "question-pair": Format(read_question_pair, "pairs"),
+    "parakqc": Format(read_parakqc_pairs, "pairs"),
+    "nsmc": Format(read_nsmc, "labelled"),
+    "korquad": Format(read_korquad, "qa"),
+    "naver-ner": Format(read_naver_ner, "ner"),
+    "klue-ner": Format(read_klue_ner, "ner"),
+    "kmou-ner": Format(read_kmou_ner, "ner"),
+}

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from koembed.data.load import read_split
 from koembed.errors import InputError
 from koembed.evaluate import RetrievalData, find_task, load_retrieval_data, ranking_metrics
-from koembed.korean_data import read_korquad
-from koembed.paths import data_dir as default_data_dir
 
 HALVES = ("tune", "report")
 # Hits per query: enough for Recall@100.
@@ -33,7 +32,8 @@ def korquad_halves(data_dir: str | Path | None = None) -> dict[str, RetrievalDat
     """KorQuAD dev retrieval split by article: ``{"tune": first half, "report": second half}``."""
     data = load_retrieval_data("korquad-retrieval", data_dir)
     titles: dict[str, str] = {}
-    for q in read_korquad(default_data_dir(data_dir) / find_task("korquad-retrieval").path):
+    task = find_task("korquad-retrieval")
+    for q in read_split(task.dataset, task.split, data_dir).rows:
         titles[q["id"]] = q["title"]
     articles = list(dict.fromkeys(titles[q] for q in data.queries))
     first = set(articles[: (len(articles) + 1) // 2])

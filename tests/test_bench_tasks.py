@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from distill.bench.task_data import LOADERS, TaskDataMissing, load_task, read_klue_ner, read_kmou_ner, read_naver_ner
+from distill.bench.task_data import TaskDataMissing, load_task
 from distill.bench.tasks import HEADS, SEED_TASKS, TASKS, get_task, parse_tasks
+from koembed.data.catalogue import find_dataset
 from koembed.errors import InputError
-from koembed.korean_data import RowReport
+from koembed.korean_data import FORMATS, RowReport
+from koembed.korean_ner import read_klue_ner, read_kmou_ner, read_naver_ner
 
 NAVER_SAMPLE = """1\t비토리오\tPER_B
 2\t양일\tDAT_B
@@ -40,9 +42,13 @@ def write_naver(root: Path, sentences: int = 14) -> Path:
 def test_registry_is_complete() -> None:
     assert SEED_TASKS == ("nsmc", "naver-ner", "paws", "kornli", "korsts", "question-pair", "korquad")
     for task in TASKS.values():
-        assert task.head in HEADS and task.loader in LOADERS and task.metric in {*task.shown, "f1"}
+        assert task.head in HEADS and find_dataset(task.dataset).format in FORMATS and task.metric in task.shown
         assert task.hyper.max_length > 0 and task.hyper.epochs > 0
     assert TASKS["korquad"].hyper.stride == 128 and TASKS["nsmc"].hyper.max_length == 50
+    assert TASKS["korsts"].head == "regression" and TASKS["korquad"].split == "dev"
+    # Sentence-evaluation tasks share the registry but are not benchmark tasks.
+    with pytest.raises(InputError, match="korsts-dev is a sentence-evaluation task .*koembed eval"):
+        get_task("korsts-dev")
 
 
 def test_typo_suggests_the_nearest_task() -> None:
@@ -66,15 +72,23 @@ def test_naver_ner_reader(tmp_path: Path) -> None:
 
 
 def test_nsmc_and_paws_go_through_korean_data_and_count_bad_rows(tmp_path: Path) -> None:
-    nsmc = tmp_path / "ratings.txt"
-    nsmc.write_text("id\tdocument\tlabel\n1\t재밌다 \"진짜\"\t1\n2\t\t0\n3\t별로\t2\n4\t그냥\n", encoding="utf-8")
+    header = "id\tdocument\tlabel\n"
+    (tmp_path / "nsmc").mkdir()
+    (tmp_path / "nsmc" / "ratings_train.txt").write_text(
+        header + "1\t재밌다 \"진짜\"\t1\n2\t\t0\n3\t별로\t2\n4\t그냥\n" + "".join(
+            f"{i}\t리뷰 {i}\t{i % 2}\n" for i in range(5, 25)), encoding="utf-8")
+    (tmp_path / "nsmc" / "ratings_test.txt").write_text(header + "9\t최고\t1\n10\t최악\t0\n", encoding="utf-8")
     report = RowReport()
-    assert LOADERS["nsmc"](nsmc, report) == [{"sentence1": '재밌다 "진짜"', "label": "1"}]
+    data = load_task(get_task("nsmc"), tmp_path, use_hub=False, report=report)
+    # The heads take labels as strings and no line numbers; quotes stay (quoting is off in the reader).
+    assert data.test == [{"sentence1": "최고", "label": "1"}, {"sentence1": "최악", "label": "0"}]
+    assert {"sentence1": '재밌다 "진짜"', "label": "1"} in data.train + data.dev
+    assert len(data.train) + len(data.dev) == 21
     assert report.total_bad == 3 and "empty document" in report.summary() and "is not 0 or 1" in report.summary()
     paws = tmp_path / "dev_2k.tsv"
     paws.write_text("id\tsentence1\tsentence2\tlabel\n1\t가 나\t나 가\t0\n2\t다\t\t1\n", encoding="utf-8")
     report = RowReport()
-    assert LOADERS["paws"](paws, report) == [{"sentence1": "가 나", "sentence2": "나 가", "label": "0"}]
+    assert FORMATS["paws-x"].read(paws, report) == [{"sentence1": "가 나", "sentence2": "나 가", "label": 0, "line": 2}]
     assert report.total_bad == 1
 
 
@@ -123,10 +137,14 @@ def test_korquad_carves_whole_articles(data_dir: Path) -> None:
 
 
 def _tiny_run(task_name: str, root: Path, tiny_bert_dir: Path, tmp_path: Path) -> dict:
+    from dataclasses import replace
+
     from distill.bench.finetune import FinetuneConfig, finetune
 
     task = get_task(task_name)
     data = load_task(task, root, max_train_samples=16, max_eval_samples=6, use_hub=False)
+    # Test on the dev rows: the test score must then be the score of the selected checkpoint on dev.
+    data = replace(data, test=data.dev)
     config = FinetuneConfig(max_length=128 if task.head == "qa" else 32, epochs=1, batch_size=8,
                             learning_rate=1e-3, stride=task.hyper.stride, quiet=True, device="cpu")
     return finetune(tiny_bert_dir, data, config, tmp_path / "work")
@@ -140,10 +158,12 @@ def test_every_task_end_to_end(task_name: str, tiny_bert_dir: Path, tmp_path: Pa
     root = write_naver(tmp_path / "data") if task_name == "naver-ner" else request.getfixturevalue("data_dir")
     result = _tiny_run(task_name, root, tiny_bert_dir, tmp_path)
     task = get_task(task_name)
-    lo = -100.0 if task.metric == "spearman" else 0.0
+    # Test and dev hold the same rows, so the test metrics (scored after training, from predict) must equal
+    # the dev metrics of the checkpoint the Trainer selected: this fails if the two scorers disagree, if test
+    # rows are paired with the wrong predictions or labels, or if the selected checkpoint is not the one tested.
     for key in task.shown:
-        assert lo <= result["metrics"][key] <= 100.0
-    assert task.metric in result["dev_metrics"] and result["train_steps"] >= 1
+        assert result["metrics"][key] == pytest.approx(result["dev_metrics"][key], abs=1e-6), key
+    assert result["examples"]["test"] == result["examples"]["dev"] > 0 and result["train_steps"] >= 1
     assert 0 < result["params"] < result["params_total"]
     assert not (tmp_path / "work" / "checkpoints").exists()
 
@@ -196,7 +216,7 @@ def test_hub_fallback_maps_columns_and_class_labels(tmp_path: Path) -> None:
 
     from datasets import ClassLabel, Dataset, Features, Value
 
-    from distill.bench.tasks import HubSource
+    from koembed.data.catalogue import HubSource
 
     features = Features({"premise": Value("string"), "hypothesis": Value("string"),
                          "label": ClassLabel(names=["entailment", "neutral", "contradiction"])})
@@ -206,14 +226,20 @@ def test_hub_fallback_maps_columns_and_class_labels(tmp_path: Path) -> None:
         rows = {"premise": [f"전제 {i}" for i in range(n)], "hypothesis": [f"가설 {i}" for i in range(n)],
                 "label": [i % 3 for i in range(n)]}
         Dataset.from_dict(rows, features=features).to_parquet(str(hub_dir / f"{split}.parquet"))
-    task = replace(get_task("klue-nli"), files=(("dev", "nowhere/dev.json"),), hub=HubSource(
-        str(hub_dir), columns=(("sentence1", "premise"), ("sentence2", "hypothesis"), ("label", "label"))))
-    data = load_task(task, tmp_path / "empty-data")
-    assert data.split_kind == "local split"  # train + dev from the Hub, no test: test carved from train
-    assert data.train[0]["sentence1"].startswith("전제") and data.train[0]["label"] in task.labels
-    assert len(data.dev) == 4 and len(data.train) + len(data.test) == 10
+    hub = HubSource(str(hub_dir), splits=(("train", "train"), ("dev", "validation")),
+                    columns=(("sentence1", "premise"), ("sentence2", "hypothesis"), ("label", "label")))
+    dataset = replace(find_dataset("klue-nli"), files=(("dev", "nowhere/dev.json"),), hub=hub)
+    empty = tmp_path / "empty-data"
+    empty.mkdir()
+    task = get_task("klue-nli")
+    data = load_task(task, empty, dataset=dataset)
+    # train + dev from the Hub (dev is the task's reported split): dev is the test, dev carved from train.
+    assert data.split_kind == "full" and "Hub" in data.split_note
+    assert data.train[0]["sentence1"].startswith("전제") and {r["label"] for r in data.train} <= set(task.labels)
+    assert [r["label"] for r in data.test] == ["entailment", "neutral", "contradiction", "entailment"]
+    assert len(data.test) == 4 and len(data.train) + len(data.dev) == 10
     with pytest.raises(TaskDataMissing, match="nowhere/dev.json"):
-        load_task(task, tmp_path / "empty-data", use_hub=False)
+        load_task(task, empty, use_hub=False, dataset=dataset)
 
 
 def test_sentence_transformers_folder_is_accepted(tiny_st_dir: Path) -> None:

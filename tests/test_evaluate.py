@@ -103,8 +103,10 @@ def test_korquad_builder_dedupes_paragraphs(tmp_path: Path) -> None:
 
 
 def test_task_registry_and_unknown_task(tmp_path: Path) -> None:
-    assert find_task("korsts") is TASKS["korsts-test"] and find_task("klue-sts-dev") is TASKS["klue-sts"]
-    assert {t.kind for t in TASKS.values()} == {"sts", "retrieval"}
+    # One registry with the benchmark: KorSTS is one task (its test split), korsts-test its alias.
+    assert find_task("korsts") is TASKS["korsts"] is find_task("korsts-test") and TASKS["korsts"].split == "test"
+    assert find_task("klue-sts-dev") is TASKS["klue-sts"] and TASKS["korsts-dev"].split == "dev"
+    assert {"sts", "retrieval", "classification"} <= {t.kind for t in TASKS.values()}
     with pytest.raises(InputError, match="unknown evaluation task 'korsts-tset'; did you mean korsts-test"):
         find_task("korsts-tset")
     with pytest.raises(ValueError, match="registered twice"):
@@ -116,13 +118,39 @@ def test_task_registry_and_unknown_task(tmp_path: Path) -> None:
         load_sts_pairs("korquad-retrieval", tmp_path)
     with pytest.raises(InputError, match="korsts-dev is of kind sts, not retrieval; load it with load_sts_pairs"):
         load_retrieval_data("korsts-dev", tmp_path)
+    # A benchmark task needs fine-tuning: refused by name, before any model is loaded.
+    with pytest.raises(InputError, match="nsmc is a fine-tuning task .*distill bench.*korsts-dev"):
+        run_task(object(), "nsmc", tmp_path)
+
+
+def test_every_task_reads_a_catalogued_split_of_its_kind() -> None:
+    from koembed.data.catalogue import CATALOGUE
+    from koembed.korean_data import FORMATS
+
+    rows_of_kind = {"sts": {"sts"}, "retrieval": {"qa"}, "qa": {"qa"}, "token": {"ner"},
+                    "classification": {"nli", "pairs", "labelled"}}
+    for name, task in TASKS.items():
+        ds = CATALOGUE[task.dataset]
+        assert FORMATS[ds.format].rows in rows_of_kind[task.kind], name
+        # The scored split exists, or the benchmark can carve it (its tasks only).
+        assert task.split in ds.splits or task.hyper is not None, name
+
+
+def test_missing_data_names_the_files_and_the_hub(tmp_path: Path) -> None:
+    # Nothing local and the Hub unreachable (tests run with HF_HUB_OFFLINE=1): one error saying both.
+    with pytest.raises(InputError, match=r"korsts test: .*/sts-test.tsv not found; Hub dataset kakaobrain/kor_nlu"):
+        load_sts_pairs("korsts", tmp_path)
+    with pytest.raises(InputError, match=r"sts-test.tsv not found \(Hub download off\)"):
+        load_sts_pairs("korsts", tmp_path, use_hub=False)
+    with pytest.raises(InputError, match="data folder .*nowhere does not exist"):
+        load_sts_pairs("korsts", tmp_path / "nowhere")
 
 
 def test_run_task_on_real_data_writes_json(data_dir: Path, tiny_encoder, tmp_path: Path) -> None:
     out = tmp_path / "res.json"
     from scipy.stats import spearmanr
 
-    r = run_task(tiny_encoder, "korsts-dev", max_samples=100, output_json=out)
+    r = run_task(tiny_encoder, "korsts-dev", data_dir, max_samples=100, output_json=out)
     assert json.loads(out.read_text(encoding="utf-8"))["spearman"] == pytest.approx(r["spearman"])
     # The same scores computed here without the evaluation code: cosine of each pair, then Spearman.
     pairs = load_sts_pairs("korsts-dev", data_dir, max_samples=100)
@@ -132,7 +160,7 @@ def test_run_task_on_real_data_writes_json(data_dir: Path, tiny_encoder, tmp_pat
     # (tolerances: float noise may swap two near-equal cosines or ranks, a wrong implementation moves far more)
     expected = 100 * spearmanr(cosine, [p["score"] for p in pairs])[0]
     assert r["n"] == 100 and r["spearman"] == pytest.approx(expected, abs=0.05)
-    ret = run_task(tiny_encoder, "korquad-retrieval", max_samples=50)
+    ret = run_task(tiny_encoder, "korquad-retrieval", data_dir, max_samples=50)
     assert ret["queries"] == 50 and ret["corpus"] == 960
     data = load_retrieval_data("korquad-retrieval", data_dir, max_samples=50)
     doc_ids = list(data.corpus)

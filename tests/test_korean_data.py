@@ -10,7 +10,6 @@ import pytest
 from koembed.errors import InputError
 from koembed.korean_data import (
     RowReport,
-    load_pairs_from_hub,
     read_klue_nli,
     read_klue_sts,
     read_kornli,
@@ -173,6 +172,8 @@ def test_korquad_empty_question(tmp_path: Path) -> None:
 
 
 def test_hub_loader_offline_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from koembed.data.hub import load_pairs_from_hub
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(InputError, match="could not be loaded"):
@@ -190,3 +191,156 @@ def test_invalid_utf8_rows_are_reported(tmp_path: Path) -> None:
     c.write_bytes(b"id,question1,question2,is_duplicate\n1,\xff,b,0\n")
     report = RowReport()
     assert read_question_pair(c, report) == [] and report.bad_rows[0].reason == "not valid UTF-8"
+
+
+# --- the data folder, the catalogue and the Hub fallback ------------------------------------------
+
+
+def test_an_explicit_data_dir_that_does_not_exist_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from koembed.paths import data_dir
+
+    # Never silently replaced by ../shared/data: that would score other data and exit 0.
+    with pytest.raises(InputError, match=f"data folder {tmp_path / 'typo'} does not exist"):
+        data_dir(tmp_path / "typo")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        data_dir(tmp_path / "file")
+    monkeypatch.setenv("KOEMBED_DATA_DIR", str(tmp_path / "env-typo"))
+    with pytest.raises(InputError, match=f"KOEMBED_DATA_DIR {tmp_path / 'env-typo'} does not exist"):
+        data_dir()
+    assert data_dir(tmp_path) == tmp_path  # an explicit folder wins over the variable
+    monkeypatch.setenv("KOEMBED_DATA_DIR", str(tmp_path))
+    assert data_dir() == tmp_path
+
+
+def test_catalogue_entries_are_complete() -> None:
+    import re
+
+    from koembed.data.catalogue import CATALOGUE, SPLITS
+    from koembed.korean_data import FORMATS
+
+    for name, ds in CATALOGUE.items():
+        assert ds.licence.licence and ds.licence.attribution and ds.source, name
+        assert ds.format is None or ds.format in FORMATS, name
+        assert all(split in SPLITS and path.startswith(ds.folder + "/") for split, path in ds.files), name
+        if ds.format is not None:
+            assert ds.files or ds.hub, name
+        if ds.hub is not None:
+            assert ds.hub.revision is None or re.fullmatch("[0-9a-f]{40}", ds.hub.revision), name
+            assert {ours for ours, _ in ds.hub.splits} <= set(SPLITS), name
+    assert CATALOGUE["klue-sts"].hub.revision and CATALOGUE["korsts"].hub.path == "kakaobrain/kor_nlu"
+
+
+def test_every_shared_data_folder_is_catalogued(data_dir: Path) -> None:
+    from koembed.data.catalogue import CATALOGUE
+
+    folders = {ds.folder for _, ds in CATALOGUE.items()}
+    on_disk = {p.name for p in data_dir.iterdir() if p.is_dir()}
+    assert on_disk <= folders, on_disk - folders
+    # Every catalogued file that the shared data holds is read by its format without a malformed row.
+    for _, ds in CATALOGUE.items():
+        for split, rel in ds.files:
+            if ds.format in ("korsts", "kornli", "klue-sts", "klue-nli", "paws-x") and (data_dir / rel).is_file():
+                from koembed.data.load import read_split
+
+                report = RowReport()
+                assert read_split(ds, split, data_dir, report).rows and report.total_bad == 0, rel
+
+
+def test_licences_come_from_the_catalogue() -> None:
+    from koembed.data.catalogue import licence_for, licences_for
+    from koembed.licences import licence_for as legacy_licence_for
+
+    assert licence_for("korsts/sts-train.tsv").name == "KorSTS"
+    assert licence_for("/elsewhere/klue/nli/klue-nli-v1.1_dev.json").name == "KLUE v1.1"
+    assert licence_for("kornli:train").name == "KorNLI" and licence_for("my/own.tsv") is None
+    assert licence_for("copied/kor_pair_train.csv").licence == "MIT"
+    assert licence_for("nsmc/raw_neutral_reviews.tsv").licence == "CC0 1.0"  # by folder, for the recipe corpus
+    assert [lic.name for lic in licences_for(["parakqc/paraKQC_v1.txt", "korsts:dev", "x.tsv"])] == ["KorSTS",
+                                                                                                     "ParaKQC"]
+    assert legacy_licence_for is licence_for  # one table: the old module only re-exports
+
+
+def _hub_folder(root: Path, splits: dict[str, dict], features=None, fmt: str = "parquet",
+                config: str | None = None) -> Path:
+    """A script-less dataset folder laid out as on the Hub (one file per split; a named config declared in the
+    README's YAML as the Hub's parquet repositories do), which load_dataset(path, config) reads offline."""
+    from datasets import Dataset
+
+    folder = root / (config or "")
+    folder.mkdir(parents=True)
+    files = []
+    for split, columns in splits.items():
+        ds = Dataset.from_dict(columns, features=features)
+        if fmt == "parquet":
+            ds.to_parquet(str(folder / f"{split}.parquet"))
+        else:
+            ds.to_json(str(folder / f"{split}.jsonl"))
+        files.append(f"  - split: {split}\n    path: {config + '/' if config else ''}{split}.{fmt}\n")
+    if config:
+        (root / "README.md").write_text(f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{''.join(files)}---\n",
+                                        encoding="utf-8")
+    return root
+
+
+def test_read_split_falls_back_to_the_hub_dataset(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from datasets import ClassLabel, Features, Value
+
+    from koembed.data.catalogue import HubSource, find_dataset
+    from koembed.data.load import DataMissing, read_split
+
+    sts = _hub_folder(tmp_path / "kor_nlu_sts", {
+        "train": {"sentence1": ["가", "나", " ", "라"], "sentence2": ["가가", "나나", "다다", "라라"],
+                  "score": [4.5, 2.0, 3.0, 7.0]},
+        "validation": {"sentence1": ["마"], "sentence2": ["마마"], "score": [1.0]}}, fmt="jsonl", config="sts")
+    korsts = replace(find_dataset("korsts"), hub=replace(find_dataset("korsts").hub, path=str(sts)))
+    data = tmp_path / "data"
+    data.mkdir()
+    report = RowReport()
+    got = read_split(korsts, "train", data, report)
+    # The reader's row shape; the empty sentence and the score outside 0..5 are counted, not kept.
+    assert got.rows == [{"sentence1": "가", "sentence2": "가가", "score": 4.5, "line": 1},
+                        {"sentence1": "나", "sentence2": "나나", "score": 2.0, "line": 2}]
+    assert got.source.startswith("Hub ") and report.total_bad == 2 and "outside [0, 5]" in report.summary()
+    assert read_split(korsts, "dev", data).rows[0]["sentence2"] == "마마"
+    with pytest.raises(DataMissing, match="korsts test: .*sts-test.tsv not found; Hub dataset .* could not be"):
+        read_split(korsts, "test", data)
+    # A local file wins over the Hub.
+    (data / "korsts").mkdir()
+    (data / "korsts" / "sts-train.tsv").write_text(KORSTS_HEADER + "g\tf\t2012\t1\t3.0\t로컬\t문장\n",
+                                                   encoding="utf-8")
+    local = read_split(korsts, "train", data)
+    assert local.source == "local files" and [r["sentence1"] for r in local.rows] == ["로컬"]
+
+    # NLI: class indices become the label names, as the KorNLI/KLUE readers return them.
+    features = Features({"premise": Value("string"), "hypothesis": Value("string"),
+                         "label": ClassLabel(names=["entailment", "neutral", "contradiction"])})
+    nli = _hub_folder(tmp_path / "klue_nli", {"train": {"premise": ["전제"] * 3, "hypothesis": ["가", "나", "다"],
+                                                        "label": [2, 0, -1]}}, features)
+    klue = replace(find_dataset("klue-nli"), hub=HubSource(str(nli), splits=(("train", "train"),),
+                                                           columns=find_dataset("klue-nli").hub.columns))
+    report = RowReport()
+    rows = read_split(klue, "train", data, report).rows
+    assert [r["label"] for r in rows] == ["contradiction", "entailment"] and report.total_bad == 1
+
+
+def test_training_reads_a_catalogued_split_from_the_hub_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    import koembed.data.load as load
+    from koembed.data.catalogue import find_dataset
+    from koembed.training.data import parse_spec, sts_stage_data
+
+    sts = _hub_folder(tmp_path / "hub", {"train": {"sentence1": ["가", "나"], "sentence2": ["다", "라"],
+                                                  "score": [5.0, 0.0]}}, config="sts")
+    korsts = replace(find_dataset("korsts"), hub=replace(find_dataset("korsts").hub, path=str(sts)))
+    monkeypatch.setattr(load, "find_dataset", lambda name: korsts if name == "korsts" else find_dataset(name))
+    data = tmp_path / "data"
+    data.mkdir()
+    # Both spellings name the same split: the catalogue reference and the relative path it lists.
+    assert parse_spec("korsts:train", data) == parse_spec("korsts/sts-train.tsv", data) == ("catalogue", "korsts:train")
+    for spec in ("korsts:train", "korsts/sts-train.tsv"):
+        assert sts_stage_data([spec], data, RowReport())["sts"] == [
+            {"sentence1": "가", "sentence2": "다", "score": 1.0}, {"sentence1": "나", "sentence2": "라", "score": 0.0}]

@@ -129,18 +129,24 @@ def test_cli_train_and_eval(tiny_bert_dir: Path, data_dir: Path, tmp_path: Path,
     out = tmp_path / "cli-model"
     args = ["train", "--base", str(tiny_bert_dir), "-o", str(out), "--max-steps", "3", "--batch-size", "8",
             "--max-train-samples", "50", "--eval-steps", "0", "--device", "cpu", "--quiet",
-            "--nli-files", "parakqc/paraKQC_v1.txt", "--cached-mnrl", "--mini-batch-size", "4"]
+            "--nli-files", "parakqc/paraKQC_v1.txt", "--cached-mnrl", "--mini-batch-size", "4",
+            "--dev-file", "korsts:dev", "--no-hub"]
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == str(out)
     cfg = TrainConfig.load(out / CONFIG_NAME)
     assert cfg.stages == ["nli", "sts"] and cfg.sts.batch_size == 8 and cfg.nli.batch_size == 8
     assert cfg.cached_mnrl and cfg.nli_files == ["parakqc/paraKQC_v1.txt"]
+    assert cfg.dev_file == "korsts:dev" and cfg.use_hub is False
     assert "CachedMultipleNegativesRankingLoss" in (out / "README.md").read_text(encoding="utf-8")
     assert main(["eval", str(out), "-t", "korsts-dev", "-t", "korquad-retrieval", "--max-samples", "30", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results["korsts-dev"]["n"] == 30 and results["korquad-retrieval"]["queries"] == 30
     assert main(["eval", str(out), "--task", "korsts-tset"]) == 2
     assert "error: unknown evaluation task 'korsts-tset'" in capsys.readouterr().err
+    assert main(["eval", str(out), "--task", "nsmc"]) == 2
+    assert "error: task nsmc is a fine-tuning task" in capsys.readouterr().err
+    assert main(["eval", str(out), "--data-dir", str(tmp_path / "typo")]) == 2
+    assert f"error: data folder {tmp_path / 'typo'} does not exist" in capsys.readouterr().err
     assert main(args) == 2  # the folder is taken now
 
 
@@ -170,7 +176,40 @@ def test_data_specs(data_dir: Path, tmp_path: Path) -> None:
     assert parse_spec("parakqc/paraKQC_v1.txt", data_dir)[0] == "parakqc"
     assert parse_spec("question_pair/train.txt", data_dir)[0] == "question-pair"
     assert parse_spec(f"kornli:{data_dir / 'kornli' / 'xnli.dev.ko.tsv'}", tmp_path)[0] == "kornli"
-    with pytest.raises(InputError, match="snli_1.0_train.ko.tsv not found"):
-        parse_spec("kornli/snli_1.0_train.ko.tsv", data_dir)
+    # A catalogued file that is absent is its data set's split (the Hub is the fallback), and a catalogue
+    # reference reads the same rows as the path it lists.
+    assert parse_spec("kornli/snli_1.0_train.ko.tsv", data_dir) == ("catalogue", "kornli:train")
+    with pytest.raises(InputError, match=r"kornli train: .*snli_1.0_train.ko.tsv, .*multinli.train.ko.tsv not found"):
+        read_spec("kornli/snli_1.0_train.ko.tsv", data_dir, RowReport(), expected=("nli",), use_hub=False)
+    assert read_spec("kornli:dev", data_dir, RowReport(), ("nli",)) == \
+        read_spec("kornli/xnli.dev.ko.tsv", data_dir, RowReport(), ("nli",))
+    with pytest.raises(InputError, match="own.tsv not found"):
+        parse_spec("my/own.tsv", data_dir)
     with pytest.raises(InputError, match="this stage takes sts data"):
         read_spec("kornli/xnli.dev.ko.tsv", data_dir, RowReport(), expected=("sts",))
+    with pytest.raises(InputError, match="this stage takes sts data"):
+        read_spec("klue-nli:dev", data_dir, RowReport(), expected=("sts",))
+
+
+def test_a_run_that_failed_on_its_data_can_be_rerun(tiny_bert_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path / "model"
+    quick = StageConfig(max_steps=2, batch_size=8, lr=1e-3, max_train_samples=16)
+    cfg = _config(tiny_bert_dir, out, stages=["sts"], sts=quick, max_dev_samples=20, use_hub=False)
+    # A data folder given explicitly that does not exist is refused, never replaced by ../shared/data.
+    with pytest.raises(InputError, match="data folder .*typo does not exist"):
+        train(cfg.with_overrides(data_dir=str(tmp_path / "typo")))
+    (tmp_path / "no-korsts-here").mkdir()
+    with pytest.raises(InputError, match=r"korsts train: .*no-korsts-here/korsts/sts-train.tsv not found \(Hub"):
+        train(cfg.with_overrides(data_dir=str(tmp_path / "no-korsts-here")))
+    assert not out.exists()  # nothing written before the data was read
+    # A folder left by a run that stopped before training (only its config, as older versions left it) is
+    # rerun with other settings, with and without --resume.
+    out.mkdir()
+    (out / CONFIG_NAME).write_text(cfg.with_overrides(data_dir=str(tmp_path), seed=1).to_json(), encoding="utf-8")
+    assert train(cfg.with_overrides(resume=True)).stages["sts"]["steps"] == 2
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / CONFIG_NAME).write_text("{}", encoding="utf-8")
+    assert train(cfg.with_overrides(output_dir=str(tmp_path / "again"))).stages["sts"]["steps"] == 2

@@ -28,7 +28,7 @@ from distill.bench.tasks import Task, parse_tasks
 from koembed.atomic import atomic_write_text
 from koembed.errors import InputError, KoembedError
 from koembed.model_source import resolve_model
-from koembed.paths import data_dir as default_data_dir
+from koembed.paths import data_dir as resolve_data_dir
 from koembed.system import cpu_count, is_main_process
 
 RESULT_VERSION = 1
@@ -49,7 +49,7 @@ class BenchConfig:
     max_length: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
-    data_dir: str | None = None  # default: koembed.paths.data_dir()
+    data_dir: str | None = None  # default: koembed.paths.data_dir(); one given must exist
     use_hub: bool = True  # fall back to the task's Hub dataset when local files are missing
     device: str | None = None  # "cpu" to ignore a GPU
     quiet: bool = False
@@ -130,9 +130,9 @@ def run_bench(config: BenchConfig) -> Path:
     if len(set(map(_slug, labels))) != len(labels):
         raise InputError(f"two models share a name ({', '.join(labels)}); label them as name=path")
     sources = {label: resolve_model(path) for label, path in models}  # fail before any training
+    data_root = resolve_data_dir(config.data_dir)  # one given must exist: never another folder's data
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data_root = Path(config.data_dir) if config.data_dir else default_data_dir()
     if is_main_process():
         atomic_write_text(out / "bench_config.json", json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
     env = versions()

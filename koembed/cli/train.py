@@ -8,12 +8,16 @@ import sys
 import typer
 
 from koembed.cli.app import app
+from koembed.data.tasks import EMBEDDING_KINDS, TASKS
 from koembed.errors import InputError
-from koembed.evaluate import BATCH_SIZE, TASKS
+from koembed.evaluate import BATCH_SIZE
 from koembed.training.run import STAGES, STS_LOSSES, TrainConfig
 
 _D = TrainConfig()
-_TASK_NAMES = ", ".join(TASKS)
+_TASK_NAMES = ", ".join(n for n, t in TASKS.items() if t.kind in EMBEDDING_KINDS)
+_DATA_DIR_HELP = ("Folder that relative data paths are taken from; it must exist (default: $KOEMBED_DATA_DIR, "
+                  "else ../shared/data; data sets missing there come from the Hugging Face Hub).")
+_HUB_HELP = "Load a catalogued data set from the Hugging Face Hub when its local files are missing."
 
 
 @app.command("train")
@@ -39,13 +43,16 @@ def train_cmd(
     seed: int | None = typer.Option(None, "--seed", help=f"Random seed (default: {_D.seed})."),
     max_seq_length: int | None = typer.Option(None, "--max-seq-length", min=8,
                                               help=f"Truncate to N tokens (default: {_D.max_seq_length})."),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Folder that relative data paths are taken from "
-                                        "(default: $KOEMBED_DATA_DIR or ../shared/data)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    hub: bool | None = typer.Option(None, "--hub/--no-hub", help=_HUB_HELP + " (default: on)"),
     nli_files: list[str] | None = typer.Option(
-        None, "--nli-files", help="NLI-stage data, repeatable: FORMAT:PATH or PATH (kornli TSV, klue-nli JSON, "
-        f"parakqc, question-pair, hub:NAME) (default: {' '.join(_D.nli_files)})."),
-    sts_files: list[str] | None = typer.Option(None, "--sts-files", help="STS-stage data, repeatable "
-                                               f"(default: {' '.join(_D.sts_files)})."),
+        None, "--nli-files", help="NLI-stage data, repeatable: DATASET:SPLIT (kornli:dev, klue-nli:train, ...), "
+        "FORMAT:PATH or PATH (kornli TSV, klue-nli JSON, parakqc, question-pair), or hub:NAME "
+        f"(default: {' '.join(_D.nli_files)})."),
+    sts_files: list[str] | None = typer.Option(None, "--sts-files", help="STS-stage data, repeatable, as "
+                                               f"--nli-files (default: {' '.join(_D.sts_files)})."),
+    dev_file: str | None = typer.Option(None, "--dev-file", help="STS data scored during training, as --sts-files "
+                                        f"(default: {_D.dev_file})."),
     sts_loss: str | None = typer.Option(None, "--sts-loss", help=f"{' or '.join(STS_LOSSES)} "
                                         f"(default: {_D.sts_loss})."),
     cached_mnrl: bool = typer.Option(False, "--cached-mnrl", help="GradCache MNRL: large NLI batches, small memory."),
@@ -62,7 +69,8 @@ def train_cmd(
 
     cfg = (TrainConfig.load(config) if config else TrainConfig()).with_overrides(
         base_model=base, stages=stages, max_seq_length=max_seq_length, seed=seed, eval_steps=eval_steps,
-        save_steps=save_steps, data_dir=data_dir, nli_files=nli_files or None, sts_files=sts_files or None,
+        save_steps=save_steps, data_dir=data_dir, use_hub=hub, nli_files=nli_files or None,
+        sts_files=sts_files or None, dev_file=dev_file,
         sts_loss=sts_loss, mini_batch_size=mini_batch_size, device=device, cached_mnrl=cached_mnrl or None,
         output_dir=output, resume=resume, quiet=quiet, keep_checkpoints=keep_checkpoints,
         epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, max_train_samples=max_train_samples)
@@ -77,11 +85,12 @@ def train_cmd(
 def eval_cmd(
     model: str = typer.Argument(..., help="Model folder or Hub id."),
     task: list[str] = typer.Option(["korsts"], "--task", "-t", help=f"{_TASK_NAMES} (korsts = korsts-test); "
-                                   "repeatable."),
+                                   "repeatable; docs/data.md lists their data."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
     output: str | None = typer.Option(None, "-o", "--output", help="Also write the results to this JSON file."),
     max_samples: int | None = typer.Option(None, "--max-samples", min=1, help="First N pairs / queries only."),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Data folder (default: ../shared/data)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    hub: bool = typer.Option(True, "--hub/--no-hub", help=_HUB_HELP),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cpu)."),
     mode: str | None = typer.Option(None, "--mode", help="Retrieval through a koembed index and search: "
@@ -96,9 +105,9 @@ def eval_cmd(
 ) -> None:
     """Evaluate MODEL: Spearman/Pearson x100 on STS tasks, Recall@k / MRR@10 / nDCG@10 on retrieval."""
     from koembed.encoder import KoMiniLMEncoder
-    from koembed.evaluate import find_task, run_task, save_results
+    from koembed.evaluate import embedding_task, run_task, save_results
 
-    specs = [find_task(t) for t in task]  # fail on a typo before loading the model
+    specs = [embedding_task(t) for t in task]  # fail on a typo before loading the model
     if not specs:
         raise InputError("give at least one --task")
     searched = mode is not None or index is not None or half is not None
@@ -115,7 +124,8 @@ def eval_cmd(
                                                      dense_weight=dense_weight, fusion=fusion,
                                                      batch_size=batch_size)}
         else:
-            r = run_task(encoder, spec.name, data_dir=data_dir, max_samples=max_samples, batch_size=batch_size)
+            r = run_task(encoder, spec.name, data_dir=data_dir, max_samples=max_samples, batch_size=batch_size,
+                         use_hub=hub)
         results[spec.name] = r | {"model": model}
     if output:
         save_results(results, output)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.atomic import atomic_write_text
-from koembed.licences import licences_for
+from koembed.data.catalogue import licences_for
 from koembed.training.run import loss_class_name
 
 

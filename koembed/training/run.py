@@ -25,8 +25,9 @@ from typing import Any
 
 from koembed.atomic import atomic_write_text
 from koembed.errors import InputError
-from koembed.korean_data import RowReport, read_korsts
-from koembed.paths import data_dir as default_data_dir
+from koembed.evaluate import load_sts_pairs
+from koembed.korean_data import RowReport
+from koembed.paths import data_dir as resolve_data_dir
 from koembed.system import is_main_process
 
 CONFIG_NAME = "koembed_train_config.json"
@@ -70,10 +71,12 @@ class TrainConfig:
     save_steps: int = 200
     save_total_limit: int = 2
     logging_steps: int = 50
-    data_dir: str | None = None  # default: koembed.paths.data_dir()
+    data_dir: str | None = None  # default: koembed.paths.data_dir(); one given must exist
+    # Data specs (koembed.training.data): DATASET:SPLIT, FORMAT:PATH, PATH (relative to data_dir) or hub:NAME.
     nli_files: list[str] = field(default_factory=lambda: list(LOCAL_NLI_FILES))
     sts_files: list[str] = field(default_factory=lambda: ["korsts/sts-train.tsv"])
     dev_file: str = "korsts/sts-dev.tsv"
+    use_hub: bool = True  # a catalogued split with no local file is loaded from the Hugging Face Hub
     max_dev_samples: int | None = None
     nli_loss: str = "mnrl"
     cached_mnrl: bool = False  # CachedMultipleNegativesRankingLoss (GradCache): large batches in small memory
@@ -170,11 +173,21 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
 
     config.validate()
     out = Path(config.output_dir)
-    data_dir = default_data_dir(config.data_dir)
     if config.resume and (out / RESULTS_NAME).is_file():  # finished earlier: eval_results.json is written last
         done = json.loads((out / RESULTS_NAME).read_text(encoding="utf-8"))
         return TrainResult(out, done.get("stages", {}), done.get("scores", {}))
     main = is_main_process()
+    if main:
+        _check_output(out, config)
+    # All data is read before the output folder is written to: a run that fails on missing data leaves
+    # nothing behind, and its folder can be rerun as it was.
+    data_dir = resolve_data_dir(config.data_dir)
+    todo = [s for s in config.stages if not (config.resume and (_final(out, s) / "modules.json").is_file())]
+    reports = {stage: RowReport() for stage in todo}
+    datasets = {stage: _stage_data(stage, config, data_dir, reports[stage]) for stage in todo}
+    dev_rows = _dev_rows(config, data_dir)
+    for task in _score_tasks(config):  # the scores measured at the end: their data must be there too
+        load_sts_pairs(task, data_dir, max_samples=2, use_hub=config.use_hub)
     if main:
         _prepare_output(out, config)
     if config.quiet:
@@ -184,15 +197,16 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
         hf_logging.disable_progress_bar()  # e.g. "Writing model shards" on every save
     set_seed(config.seed)
     model = _base_model(config)
-    dev = _dev_evaluator(config, data_dir)
+    dev = _dev_evaluator(dev_rows)
     summary: dict[str, Any] = {"stages": {}}
     for stage in config.stages:
-        final = out / "checkpoints" / stage / "final"
-        if config.resume and (final / "modules.json").is_file():
+        final = _final(out, stage)
+        if stage not in datasets:  # finished in the run being resumed
             model = _load(final, config)
             summary["stages"][stage] = json.loads((final / "stage.json").read_text(encoding="utf-8"))
             continue
-        summary["stages"][stage] = _run_stage(stage, model, config, data_dir, dev, out, callbacks)
+        summary["stages"][stage] = _run_stage(stage, model, config, datasets[stage], reports[stage], dev, out,
+                                              callbacks)
         if main:
             model.save(str(final), create_model_card=False)
             atomic_write_text(final / "stage.json", json.dumps(summary["stages"][stage], indent=2))
@@ -211,18 +225,34 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     return TrainResult(out, summary["stages"], summary["scores"])
 
 
-def _prepare_output(out: Path, config: TrainConfig) -> None:
+def _final(out: Path, stage: str) -> Path:
+    return out / "checkpoints" / stage / "final"
+
+
+def _started(out: Path) -> bool:
+    """Whether a run in ``out`` trained anything: a folder holding only its saved config (a run that stopped
+    before its first checkpoint, e.g. on missing data) is not started and may be rerun with any settings."""
+    return out.is_dir() and any(p.name != CONFIG_NAME for p in out.iterdir())
+
+
+def _check_output(out: Path, config: TrainConfig) -> None:
+    """Refuse a folder that another run has started, unless resuming it with the same settings."""
+    if not _started(out):
+        return
     saved = out / CONFIG_NAME
-    if config.resume and saved.is_file():
-        old = TrainConfig.load(saved)
-        diff = [k for k, v in asdict(config).items() if k not in _RESUME_FREE and asdict(old).get(k) != v]
+    if not config.resume:
+        raise InputError(f"{out}: output folder is not empty; pass --resume to continue it or choose another -o")
+    if saved.is_file():
+        old = asdict(TrainConfig.load(saved))
+        diff = [k for k, v in asdict(config).items() if k not in _RESUME_FREE and old.get(k) != v]
         if diff:
             raise InputError(f"{out}: cannot resume, these settings differ from the interrupted run: "
                              f"{', '.join(diff)}; use the same settings or a new output folder")
-    elif out.is_dir() and any(out.iterdir()) and not config.resume:
-        raise InputError(f"{out}: output folder is not empty; pass --resume to continue it or choose another -o")
+
+
+def _prepare_output(out: Path, config: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, config.to_json())
+    atomic_write_text(out / CONFIG_NAME, config.to_json())
 
 
 def _load(path: Path, config: TrainConfig):
@@ -253,13 +283,16 @@ def _base_model(config: TrainConfig):
     return model
 
 
-def _dev_evaluator(config: TrainConfig, data_dir: Path):
+def _dev_rows(config: TrainConfig, data_dir: Path) -> list[dict]:
+    """The STS pairs scored during training (``dev_file``: any STS data spec)."""
+    from koembed.training.data import read_spec
+
+    return read_spec(config.dev_file, data_dir, RowReport(), ("sts",), config.use_hub)[1][: config.max_dev_samples]
+
+
+def _dev_evaluator(rows: list[dict]):
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
-    path = Path(config.dev_file) if Path(config.dev_file).is_absolute() else data_dir / config.dev_file
-    if not path.is_file():
-        raise InputError(f"dev file {path} not found; pass --data-dir or set dev_file")
-    rows = read_korsts(path)[: config.max_dev_samples]
     return EmbeddingSimilarityEvaluator([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
                                         [r["score"] / 5.0 for r in rows], main_similarity="cosine",
                                         name="korsts-dev", write_csv=False)
@@ -286,17 +319,16 @@ def _stage_data(stage: str, config: TrainConfig, data_dir: Path, report: RowRepo
     st: StageConfig = getattr(config, stage)
     build = nli_stage_data if stage == "nli" else sts_stage_data
     files = config.nli_files if stage == "nli" else config.sts_files
-    return to_datasets(build(files, data_dir, report, st.max_train_samples, config.seed))
+    return to_datasets(build(files, data_dir, report, st.max_train_samples, config.seed, config.use_hub))
 
 
-def _run_stage(stage: str, model, config: TrainConfig, data_dir: Path, dev, out: Path, callbacks) -> dict[str, Any]:
+def _run_stage(stage: str, model, config: TrainConfig, dataset, report: RowReport, dev, out: Path,
+               callbacks) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     st: StageConfig = getattr(config, stage)
-    report = RowReport()
-    dataset = _stage_data(stage, config, data_dir, report)
     if report.total_bad and not config.quiet:
         logging.getLogger("koembed").warning("malformed rows skipped:\n%s", report.summary())
     work = out / "checkpoints" / stage
@@ -339,6 +371,10 @@ def _run_stage(stage: str, model, config: TrainConfig, data_dir: Path, dev, out:
             "malformed_rows": report.total_bad}
 
 
+def _score_tasks(config: TrainConfig) -> list[str]:
+    return ["korsts-dev"] + (["korsts-test"] if config.report_test else [])
+
+
 def _final_scores(out: Path, config: TrainConfig, data_dir: Path) -> dict[str, Any]:
     """KorSTS dev (and test) Spearman of the saved folder, measured as users load it (KoMiniLMEncoder)."""
     from koembed.encoder import KoMiniLMEncoder
@@ -346,9 +382,8 @@ def _final_scores(out: Path, config: TrainConfig, data_dir: Path) -> dict[str, A
 
     # torch, already loaded by training: the default (onnx) would export the new model just for this score.
     encoder = KoMiniLMEncoder(str(out), device=config.device, backend="torch")
-    tasks = ["korsts-dev"] + (["korsts-test"] if config.report_test else [])
     scores = {}
-    for task in tasks:
-        r = run_task(encoder, task, data_dir=data_dir)
+    for task in _score_tasks(config):
+        r = run_task(encoder, task, data_dir=data_dir, use_hub=config.use_hub)
         scores[task] = {"spearman": round(r["spearman"], 2), "pearson": round(r["pearson"], 2), "n": r["n"]}
     return {"scores": scores}

@@ -41,7 +41,7 @@ class QuantConfig:
     exclude_first_layers: int = 0
     exclude_last_layers: int = 0
     calibrate_method: str = "percentile"  # static only: minmax | percentile | entropy
-    calibration_texts: int = 256  # static only: KorSTS/NSMC sentences from the shared data
+    calibration_texts: int = 256  # static only: KorSTS/NSMC train sentences (koembed.data catalogue)
     reduce_range: bool = False
 
     def key(self) -> str:
@@ -162,19 +162,16 @@ def _quiet_root_logger() -> Iterator[None]:
 
 
 def _calibration_texts(n: int) -> list[str]:
-    """Real Korean sentences (first sentences of KorSTS train, then NSMC train reviews) from the shared data folder."""
-    from koembed.korean_data import read_korsts, read_nsmc
-    from koembed.paths import data_dir
+    """Real Korean sentences: the first of KorSTS train, then NSMC train reviews (data catalogue: local files,
+    else the Hub)."""
+    from koembed.data.load import DataMissing, read_split
 
-    root = data_dir()
-    korsts, nsmc = root / "korsts" / "sts-train.tsv", root / "nsmc" / "ratings_train.txt"
-    if not korsts.is_file() or not nsmc.is_file():
-        raise KoembedError(
-            f"static int8 calibration needs the Korean data at {root} (set KOEMBED_DATA_DIR), "
-            "or use quantization='dynamic'"
-        )
-    texts = [r["sentence1"] for r in read_korsts(korsts)[: n // 2]]
-    return texts + [r["sentence1"] for r in read_nsmc(nsmc)[: n - len(texts)]]
+    try:
+        texts = [r["sentence1"] for r in read_split("korsts", "train").rows[: n // 2]]
+        return texts + [r["sentence1"] for r in read_split("nsmc", "train").rows[: n - len(texts)]]
+    except DataMissing as exc:
+        raise KoembedError(f"static int8 calibration needs Korean sentences: {exc.reason}; "
+                           "or use quantization='dynamic'") from None
 
 
 @dataclass
