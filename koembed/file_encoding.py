@@ -1,8 +1,14 @@
-"""Encode a text file (one text per line) into a vector file, streaming in constant memory.
+"""Encode a text file (one text per line), or records, into a vector file, streaming in constant memory.
 
 The input is read chunk by chunk (:func:`koembed.text.iter_lines`), each chunk is encoded and
 appended to the output (:mod:`koembed.writers`), so memory does not grow with the number of lines.
-Rows stay aligned with lines: empty and whitespace-only lines are encoded too, and counted.
+Rows stay aligned with lines: empty and whitespace-only lines are encoded too, and counted. A ``.txt``
+that looks like a table (:mod:`koembed.input_files`) is refused unless ``fmt="txt"`` is given.
+
+Records: a ``.jsonl``/``.json``/``.csv``/``.tsv``/``.parquet`` file, a folder or a pattern (or any input with
+``fmt`` other than txt) is read as ``koembed index`` reads it (:func:`koembed.corpus.iter_records`: the
+text field or column, ids, metadata; empty and, with ``skip_bad``, bad records skipped and counted), and
+the ``.jsonl``/``.parquet`` outputs carry each record's id, line and metadata.
 
 With ``workers=N`` chunks go to N processes, each with its own encoder and ``cores // N`` threads;
 results are written in input order, so the output equals the single-process output.
@@ -10,6 +16,7 @@ results are written in input order, so the output equals the single-process outp
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -29,8 +36,10 @@ import numpy as np
 
 from koembed.atomic import atomic_write_text
 from koembed.backends import AUTO, BACKEND_CHOICES, resolve_backend
+from koembed.corpus import CorpusStats, Record, detect_format, iter_records
 from koembed.encoder import EncodeStats, KoMiniLMEncoder
 from koembed.errors import InputError
+from koembed.input_files import TABLE_PROBE_LINES, is_many, refuse_table
 from koembed.model_source import resolve_model
 from koembed.system import cpu_count
 from koembed.text import LineStats, iter_lines
@@ -56,6 +65,27 @@ class EncodeFileConfig:
     errors: str = "strict"  # "strict": stop at the first non-UTF-8 line; "replace": U+FFFD and carry on
     chunk_size: int = DEFAULT_CHUNK_SIZE  # lines read, encoded and written at a time
     workers: int = 1
+    # Records (see the module docstring); fmt None: from the suffix, a file of unknown suffix is one text a line.
+    fmt: str | None = None
+    text_field: str = "text"
+    id_field: str = "id"
+    metadata_field: str = "metadata"
+    skip_bad: bool = False
+    prompt_name: str | None = None  # one of the model's prompts (query, document); None: the model's default
+
+    def reads_records(self) -> bool:
+        """Whether the input is read as records (fields, ids) rather than one text a line."""
+        if self.fmt is not None:
+            detect_format(self.input, self.fmt)  # an unknown --format is refused here
+            return self.fmt != "txt"
+        if self.input == STDOUT:
+            return False
+        if is_many(self.input):
+            return True
+        try:
+            return detect_format(self.input) != "txt"
+        except InputError:  # a suffix koembed does not know: one text a line, as always
+            return False
 
     def validate(self) -> None:
         for name in ("batch_size", "chunk_size", "workers"):
@@ -86,11 +116,20 @@ class EncodeFileReport:
     load_seconds: float = 0.0
     workers: int = 1
     unknown: int = 0  # texts with words the model cannot read ([UNK] tokens)
+    records: bool = False  # read as records: empty ones were skipped (not encoded), bad ones too with skip_bad
+    bad: int = 0
+    bad_locations: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
+        if self.records:
+            skipped = f"{self.empty} empty records skipped"
+            if self.bad:
+                skipped += f", {self.bad} bad skipped (first: {'; '.join(self.bad_locations)})"
+        else:
+            skipped = f"{self.empty} empty"
         return (
             f"encoded {self.texts} texts (dim {self.dim}) in {self.seconds:.2f} s, {self.texts_per_s:.1f} texts/s; "
-            f"{self.empty} empty, {self.truncated} truncated to {self.max_seq_length} tokens, "
+            f"{skipped}, {self.truncated} truncated to {self.max_seq_length} tokens, "
             f"{self.unknown} with unreadable words ([UNK]), "
             f"{self.replaced} with bad UTF-8 replaced; model loaded in {self.load_seconds:.2f} s -> {self.output}"
         )
@@ -113,8 +152,12 @@ def encode_file(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     workers: int = 1,
     show_progress: bool | None = None,
+    **reading: Any,
 ) -> EncodeFileReport:
-    """Encode each line of ``input`` (a UTF-8 file or ``-`` for stdin) into ``output``.
+    """Encode each line of ``input`` (a UTF-8 file or ``-`` for stdin), or its records, into ``output``.
+
+    ``reading`` takes the record options of :class:`EncodeFileConfig` (``fmt``, ``text_field``, ``id_field``,
+    ``metadata_field``, ``skip_bad``).
 
     ``output`` ends in ``.npy`` (default: ``INPUT.npy``), ``.jsonl`` or ``.parquet``, or is ``-`` (JSONL on
     stdout). ``model`` is a model name/path or an already loaded :class:`KoMiniLMEncoder` (then
@@ -129,7 +172,7 @@ def encode_file(
         input=str(input), output=default_output(input, output),
         model=encoder.model_name if encoder is not None else (None if model is None else str(model)),
         batch_size=batch_size, device=device, max_seq_length=max_seq_length, normalize=normalize,
-        backend=backend, errors=errors, chunk_size=chunk_size, workers=workers,
+        backend=backend, errors=errors, chunk_size=chunk_size, workers=workers, **reading,
     )
     return run_encode_file(config, encoder=encoder, show_progress=show_progress)
 
@@ -141,8 +184,16 @@ def run_encode_file(
     config.validate()
     _check_paths(config)
     line_stats = LineStats()
-    chunks = _chunks(iter_lines(config.input, errors=config.errors, stats=line_stats), config.chunk_size)
+    corpus_stats = CorpusStats()
+    records = config.reads_records()
+    pending: deque[list[Record]] = deque()  # the records of each chunk handed to the engine, in order
+    if records:
+        chunks = _record_chunks(config, corpus_stats, pending)
+    else:
+        chunks = _chunks(iter_lines(config.input, errors=config.errors, stats=line_stats), config.chunk_size)
     first = next(chunks, None)  # fail on a missing/unreadable input before paying for the model
+    if first is not None and not records and config.fmt is None:
+        refuse_table("<stdin>" if config.input == STDOUT else config.input, first[1][:TABLE_PROBE_LINES])
     chunks = itertools.chain([first] if first is not None else [], chunks)
 
     load_start = time.perf_counter()
@@ -153,17 +204,17 @@ def run_encode_file(
         engine = _Serial(encoder or KoMiniLMEncoder(
             config.model, device=config.device, max_seq_length=config.max_seq_length,
             normalize=config.normalize, backend=config.backend,
-        ), config.batch_size)
+        ), config.batch_size, config.prompt_name)
         config.backend = engine.encoder.backend_name
     try:
         load_seconds = time.perf_counter() - load_start
         start = time.perf_counter()
         totals = EncodeStats()
-        bar = _progress(config.input, show_progress)
+        bar = _progress(config.input, show_progress, records)
         try:
-            with open_writer(config.output, engine.dim) as writer:
+            with open_writer(config.output, engine.dim, records=records) as writer:
                 for first_line, texts, vectors, stats in engine.encode(chunks):
-                    writer.write(first_line, texts, vectors)
+                    writer.write(first_line, texts, vectors, pending.popleft() if records else None)
                     totals.add(stats)
                     if bar is not None:
                         bar.update(len(texts))
@@ -178,8 +229,10 @@ def run_encode_file(
         truncated=totals.truncated, unknown=totals.unknown, replaced=line_stats.replaced, seconds=round(seconds, 4),
         texts_per_s=round(totals.texts / seconds, 1) if seconds > 0 else 0.0, model=engine.model_name,
         fingerprint=engine.fingerprint, max_seq_length=engine.max_seq_length, load_seconds=round(load_seconds, 4),
-        workers=config.workers,
+        workers=config.workers, records=records, bad=corpus_stats.bad, bad_locations=corpus_stats.bad_locations,
     )
+    if records:
+        report.empty, report.replaced = corpus_stats.empty, corpus_stats.replaced
     if config.output != STDOUT:
         sidecar = {"config": asdict(config), "report": report.as_dict()}
         atomic_write_text(config.output + ".json", json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n")
@@ -219,16 +272,29 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[Chunk]:
         first_line += len(chunk)
 
 
+def _record_chunks(config: EncodeFileConfig, stats: CorpusStats, pending: deque) -> Iterator[Chunk]:
+    """``(first row, texts)`` chunks of records; each chunk's records are appended to ``pending`` for the writer."""
+    it = iter_records(config.input, text_field=config.text_field, id_field=config.id_field,
+                      metadata_field=config.metadata_field, fmt=config.fmt, errors=config.errors,
+                      skip_bad=config.skip_bad, stats=stats)
+    row = 1
+    while chunk := list(itertools.islice(it, config.chunk_size)):
+        pending.append(chunk)
+        yield row, [r.text for r in chunk]
+        row += len(chunk)
+
+
 class _Serial:
-    def __init__(self, encoder: KoMiniLMEncoder, batch_size: int) -> None:
-        self.encoder, self.batch_size = encoder, batch_size
+    def __init__(self, encoder: KoMiniLMEncoder, batch_size: int, prompt_name: str | None = None) -> None:
+        self.encoder, self.batch_size, self.prompt_name = encoder, batch_size, prompt_name
         self.dim, self.max_seq_length = encoder.dim, encoder.max_seq_length
         self.model_name, self.fingerprint = encoder.model_name, encoder.fingerprint
 
     def encode(self, chunks: Iterable[Chunk]) -> Iterator[Encoded]:
         for first_line, texts in chunks:
-            vectors = self.encoder.encode(texts, batch_size=self.batch_size, show_progress=False)
-            yield first_line, texts, vectors, self.encoder.last_stats
+            done = self.encoder.encode_with_stats(texts, batch_size=self.batch_size, show_progress=False,
+                                                  prompt_name=self.prompt_name)
+            yield first_line, texts, done.vectors, done.stats
 
     def close(self) -> None:
         pass
@@ -246,7 +312,7 @@ class _Parallel:
             "model": str(source.path), "device": config.device, "max_seq_length": config.max_seq_length,
             "normalize": config.normalize, "backend": config.backend,
         }
-        self.batch_size, self.inflight = config.batch_size, 2 * n
+        self.batch_size, self.inflight, self.prompt_name = config.batch_size, 2 * n, config.prompt_name
         ctx = multiprocessing.get_context("spawn")  # not fork: a forked torch parent can deadlock its thread pools
         self._pool = ProcessPoolExecutor(
             n, mp_context=ctx, initializer=_worker_init, initargs=(spec, max(1, cpu_count() // n), ctx.Barrier(n))
@@ -270,7 +336,8 @@ class _Parallel:
         pending: deque[tuple[int, list[str], Future]] = deque()
         try:
             for first_line, texts in chunks:
-                pending.append((first_line, texts, self._pool.submit(_worker_encode, texts, self.batch_size)))
+                pending.append((first_line, texts, self._pool.submit(_worker_encode, texts, self.batch_size,
+                                                                      self.prompt_name)))
                 if len(pending) >= self.inflight:
                     yield self._take(pending)
             while pending:
@@ -325,21 +392,22 @@ def _worker_start() -> tuple[int, int, str]:
     return encoder.dim, encoder.max_seq_length, encoder.fingerprint
 
 
-def _worker_encode(texts: list[str], batch_size: int) -> tuple[np.ndarray, dict[str, Any]]:
-    encoder = _worker_encoder()
-    vectors = encoder.encode(texts, batch_size=batch_size, show_progress=False)
-    stats = encoder.last_stats
-    return vectors, asdict(stats)
+def _worker_encode(texts: list[str], batch_size: int, prompt_name: str | None = None,
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
+    done = _worker_encoder().encode_with_stats(texts, batch_size=batch_size, show_progress=False,
+                                               prompt_name=prompt_name)
+    return done.vectors, asdict(done.stats)
 
 
-def _progress(input: str, show: bool | None):
+def _progress(input: str, show: bool | None, records: bool = False):
     if show is None:
         show = sys.stderr.isatty()
     if not show:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=_count_lines(input), unit="text", desc="encode", file=sys.stderr, dynamic_ncols=True)
+    total = None if records else _count_lines(input)
+    return tqdm(total=total, unit="text", desc="encode", file=sys.stderr, dynamic_ncols=True)
 
 
 def _count_lines(input: str) -> int | None:

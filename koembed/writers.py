@@ -10,6 +10,12 @@ and renamed into place only when complete (:mod:`koembed.atomic`); ``-`` streams
 - ``.jsonl``: one ``{"line": n, "text": ..., "embedding": [...]}`` per input line (``line`` 1-based).
 - ``.parquet``: columns ``line`` (int64), ``text`` (string), ``embedding`` (fixed-size list of
   float32), one row group per chunk.
+
+For records (``records=True``: an input read for its fields, :mod:`koembed.corpus`) the JSONL rows are
+``{"id", "line", "text", "metadata", "embedding"}`` and the Parquet columns ``id`` (string), ``line``,
+``text``, ``metadata`` (a JSON object as a string: records need not share keys) and ``embedding``;
+``line`` is where the record is in its file (row or item for Parquet and JSON arrays). ``.npy`` holds
+the vectors alone, one row per record read.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ from typing import IO, Protocol
 import numpy as np
 
 from koembed.atomic import atomic_path
+from koembed.corpus import Record
 from koembed.errors import InputError
 
 STDOUT = "-"
+RecordRows = list[Record] | None  # the records behind a chunk of rows, when the input was read as records
 FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
 class VectorWriter(Protocol):
     rows: int
 
-    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
-        """Append rows for input lines ``first_line, first_line + 1, ...`` (1-based)."""
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray, records: RecordRows = None) -> None:
+        """Append rows for input lines ``first_line, first_line + 1, ...`` (1-based), or for ``records``."""
 
     def finish(self) -> None:
         """Complete the file (headers, footers); called once, only after the last row."""
@@ -58,8 +66,11 @@ def output_format(output: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def open_writer(output: str | Path, dim: int) -> Iterator[VectorWriter]:
-    """Yield a writer for ``output``; the file appears (atomically) only if the block completes."""
+def open_writer(output: str | Path, dim: int, records: bool = False) -> Iterator[VectorWriter]:
+    """Yield a writer for ``output``; the file appears (atomically) only if the block completes.
+
+    ``records``: rows come with their :class:`~koembed.corpus.Record` (id, line, metadata kept).
+    """
     fmt = output_format(output)
     if str(output) == STDOUT:
         writer = JsonlWriter(sys.stdout, dim)
@@ -68,7 +79,7 @@ def open_writer(output: str | Path, dim: int) -> Iterator[VectorWriter]:
         return
     with atomic_path(output) as tmp:
         try:
-            writer = _WRITERS[fmt](tmp, dim)
+            writer = ParquetWriter(tmp, dim, records) if fmt == "parquet" else _WRITERS[fmt](tmp, dim)
         except OSError as exc:
             raise InputError(f"{output}: cannot write ({exc.strerror})") from None
         try:
@@ -102,7 +113,7 @@ class NpyWriter:
         body = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {self.dim}), }}"
         return self._PREFIX + struct.pack("<H", body_len) + (body.ljust(body_len - 1) + "\n").encode("latin1")
 
-    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray, records: RecordRows = None) -> None:
         data = _check(vectors, texts, self.dim)
         if data.size:  # a zero-length view cannot be cast to bytes
             self._fh.write(memoryview(data).cast("B"))
@@ -123,13 +134,18 @@ class JsonlWriter:
         self._owned = isinstance(target, Path)
         self._fh: IO[str] = open(target, "w", encoding="utf-8", newline="\n") if self._owned else target
 
-    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray, records: RecordRows = None) -> None:
         vectors = _check(vectors, texts, self.dim)
         # float32 -> Python float is exact, and json writes the shortest repr that reads back to it.
-        rows = (
-            json.dumps({"line": first_line + i, "text": t, "embedding": v}, ensure_ascii=False)
-            for i, (t, v) in enumerate(zip(texts, vectors.tolist(), strict=True))
-        )
+        if records is not None:
+            rows = (json.dumps({"id": r.id, "line": r.line, "text": r.text, "metadata": r.metadata, "embedding": v},
+                               ensure_ascii=False, default=str)
+                    for r, v in zip(records, vectors.tolist(), strict=True))
+        else:
+            rows = (
+                json.dumps({"line": first_line + i, "text": t, "embedding": v}, ensure_ascii=False)
+                for i, (t, v) in enumerate(zip(texts, vectors.tolist(), strict=True))
+            )
         self._fh.write("".join(r + "\n" for r in rows))
         self.rows += len(texts)
 
@@ -142,23 +158,35 @@ class JsonlWriter:
 
 
 class ParquetWriter:
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, records: bool = False) -> None:
+        from koembed.extras import require
+
+        require("pyarrow")
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.dim, self.rows = dim, 0
         self._pa = pa
+        head = [("id", pa.string())] if records else []
+        tail = [("metadata", pa.string())] if records else []
         self.schema = pa.schema(
-            [("line", pa.int64()), ("text", pa.string()), ("embedding", pa.list_(pa.float32(), dim))]
+            [*head, ("line", pa.int64()), ("text", pa.string()), *tail, ("embedding", pa.list_(pa.float32(), dim))]
         )
         self._writer = pq.ParquetWriter(str(path), self.schema)
 
-    def write(self, first_line: int, texts: list[str], vectors: np.ndarray) -> None:
+    def write(self, first_line: int, texts: list[str], vectors: np.ndarray, records: RecordRows = None) -> None:
         pa = self._pa
         vectors = _check(vectors, texts, self.dim)
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), self.dim)
-        lines = pa.array(np.arange(first_line, first_line + len(texts), dtype=np.int64))
-        table = pa.Table.from_arrays([lines, pa.array(texts, type=pa.string()), embedding], schema=self.schema)
+        text = pa.array(texts, type=pa.string())
+        if records is not None:
+            ids = pa.array([r.id for r in records], type=pa.string())
+            lines = pa.array([r.line for r in records], type=pa.int64())
+            meta = pa.array([json.dumps(r.metadata, ensure_ascii=False, default=str) for r in records], pa.string())
+            columns = [ids, lines, text, meta, embedding]
+        else:
+            columns = [pa.array(np.arange(first_line, first_line + len(texts), dtype=np.int64)), text, embedding]
+        table = pa.Table.from_arrays(columns, schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, len(texts)))
         self.rows += len(texts)
 

@@ -240,7 +240,7 @@ def bad_cases(tmp_path: Path, tiny_st_dir: Path) -> dict[str, tuple[list[str], t
     model = str(tiny_st_dir)
     return {
         "missing file": (["nope.txt", "-o", "x.npy", "--model", model], ("nope.txt", "no such file")),
-        "directory": (["a-folder", "-o", "x.npy", "--model", model], ("a-folder", "is a directory")),
+        "directory": (["a-folder", "-o", "x.npy", "--model", model], ("a-folder", "a folder with no file")),
         "unknown suffix": ([str(good), "-o", "x.csv", "--model", model], ("x.csv", ".npy, .jsonl, .parquet")),
         "no suffix": ([str(good), "-o", "vectors", "--model", model], ("vectors", "no suffix")),
         "output folder missing": ([str(good), "-o", "no/such/dir/x.npy", "--model", model], ("does not exist",)),
@@ -369,3 +369,86 @@ def test_usage_errors_print_usage_not_a_traceback(capsys) -> None:
     assert distill_main(["mlm", "--config", "teacher.json"]) == 2
     err = capsys.readouterr().err
     assert "Missing" in err and "--corpus" in err and "Traceback" not in err
+
+
+# ---- records: encode reads what index reads (issue 26) ---------------------------------------------------
+
+
+def _reviews(tmp_path: Path) -> tuple[Path, list[dict]]:
+    rows = [{"id": f"r{i}", "review": t, "stars": i % 5} for i, t in enumerate(KOREAN[:9])]
+    rows.insert(4, {"id": "blank", "review": "  ", "stars": 0})
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path, [r for r in rows if r["review"].strip()]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".npy"])
+def test_jsonl_records_are_encoded_by_their_text_field(suffix, tmp_path, tiny_st_dir, tiny_encoder, capsys):
+    path, kept = _reviews(tmp_path)
+    out = tmp_path / f"v{suffix}"
+    rc = run_cli("encode", path, "-o", out, "--model", tiny_st_dir, "--text-field", "review", "--chunk-size", "3")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"encoded {len(kept)} texts" in err and "1 empty records skipped" in err
+    want = tiny_encoder.encode([r["review"] for r in kept])
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert [(r["id"], r["text"], r["metadata"]) for r in rows] == [
+            (k["id"], k["review"], {"stars": k["stars"]}) for k in kept]
+        assert [r["line"] for r in rows] == [1, 2, 3, 4, 6, 7, 8, 9, 10]  # line 5 is the blank review
+        got = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out)
+        assert table["id"].to_pylist() == [k["id"] for k in kept]
+        assert [json.loads(m) for m in table["metadata"].to_pylist()] == [{"stars": k["stars"]} for k in kept]
+        got = np.stack(table["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    else:
+        got = np.load(out)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_missing_text_field_names_the_option_and_the_fields(tmp_path, tiny_st_dir, capsys):
+    path, _ = _reviews(tmp_path)
+    rc = run_cli("encode", path, "-o", tmp_path / "v.npy", "--model", tiny_st_dir)
+    assert rc == 2
+    assert_one_line_error(capsys.readouterr().err, "line 1: no text field 'text' (its fields: id, review, stars)",
+                          "--text-field")
+    assert leftovers(tmp_path, {path.name}) == []
+
+
+def test_a_tab_table_in_a_txt_is_refused_then_read_as_tsv(tmp_path, tiny_st_dir, tiny_encoder, capsys):
+    nsmc = tmp_path / "ratings_test.txt"
+    nsmc.write_text("id\tdocument\tlabel\n" + "".join(f"{i}\t{t}\t{i % 2}\n" for i, t in enumerate(KOREAN[:6])),
+                    encoding="utf-8")
+    assert run_cli("encode", nsmc, "-o", tmp_path / "v.npy", "--model", tiny_st_dir) == 2
+    assert_one_line_error(capsys.readouterr().err, "looks like a table", "--format tsv --text-field")
+    assert not (tmp_path / "v.npy").exists()
+    # stdin is checked the same way
+    proc = subprocess.run([sys.executable, "-m", "koembed", "encode", "-", "-o", str(tmp_path / "s.npy"), "--model",
+                           str(tiny_st_dir)], input=nsmc.read_text(encoding="utf-8"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "<stdin>: each of its first 7 lines holds 2 tab(s)" in proc.stderr
+    rc = run_cli("encode", nsmc, "-o", tmp_path / "v.jsonl", "--model", tiny_st_dir, "--format", "tsv",
+                 "--text-field", "document")
+    assert rc == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["text"], r["metadata"]) for r in rows] == [
+        (str(i), t, {"label": str(i % 2)}) for i, t in enumerate(KOREAN[:6])]
+    np.testing.assert_allclose(np.array([r["embedding"] for r in rows], dtype=np.float32),
+                               tiny_encoder.encode(KOREAN[:6]), atol=1e-5)
+    assert run_cli("encode", nsmc, "-o", tmp_path / "w.npy", "--model", tiny_st_dir, "--format", "txt") == 0
+    assert np.load(tmp_path / "w.npy").shape == (7, 64)  # asked for: each whole line
+
+
+def test_a_folder_of_csv_and_json_files(tmp_path, tiny_st_dir, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.csv").write_text("text,topic\n" + "".join(f"{t},x\n" for t in KOREAN[:3]), encoding="utf-8")
+    (d / "b.json").write_text(json.dumps(KOREAN[3:5], ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "v.jsonl"
+    assert run_cli("encode", d, "-o", out, "--model", tiny_st_dir) == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["a.csv:1", "a.csv:2", "a.csv:3", "b.json:1", "b.json:2"]
+    assert [r["text"] for r in rows] == KOREAN[:5]

@@ -1,4 +1,4 @@
-"""``koembed encode``: a text file (one text per line) to a .npy / .jsonl / .parquet vector file."""
+"""``koembed encode``: a text file (one text per line), or records, to a .npy / .jsonl / .parquet vector file."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from koembed.scale.job_config import EncodeJobConfig
 # The defaults are the config dataclasses' (input and output have none: they are required).
 _F = {f.name: f.default for f in dataclasses.fields(EncodeFileConfig)}
 _R = {f.name: f.default for f in dataclasses.fields(EncodeJobConfig)}
+RAY = "Ray only (--engine ray)"
 
 
 @app.command()
 def encode(
     input: str = typer.Argument(
-        ..., help="UTF-8 text file, one text per line, or '-' for stdin; with --engine ray also .jsonl, .parquet, "
-        "a folder of them, or a URI pyarrow opens (s3://...)."),
+        ..., help="UTF-8 text file, one text per line, or '-' for stdin; records from .jsonl, .json (an array), "
+        ".csv, .tsv, .parquet, a folder or a quoted pattern ('docs/*.jsonl'); with --engine ray also a URI "
+        "pyarrow opens (s3://...)."),
     output: str | None = typer.Option(
         None, "-o", "--output",
         help="OUT ending in .npy (default INPUT.npy), .jsonl or .parquet; '-' writes JSONL to stdout.",
@@ -46,23 +48,30 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     engine: str = typer.Option("local", "--engine", help="local: this process (and --workers); ray: a Ray cluster "
                                "writing a sharded vector set folder OUT (docs/scale.md)."),
-    address: str | None = typer.Option(None, "--address", help="[ray] Ray cluster address (default: a local Ray)."),
-    num_workers: int | None = typer.Option(None, "--num-workers", min=1, help="[ray] Encoding actors "
+    fmt: str | None = typer.Option(None, "--format", help="txt|jsonl|json|tsv|csv|parquet (default: from the "
+                                   "suffix; a .txt that looks like a table is refused: pass tsv or txt)."),
+    text_field: str = typer.Option(_R["text_field"], "--text-field", help="Records: the field / column holding the "
+                                   "text."),
+    id_field: str = typer.Option(_R["id_field"], "--id-field", help="Records: the field / column holding the id."),
+    metadata_field: str = typer.Option(_R["metadata_field"], "--metadata-field",
+                                       help="Records: the field / column holding a metadata object."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Records: skip and count malformed records."),
+    address: str | None = typer.Option(None, "--address", rich_help_panel=RAY,
+                                       help="Ray cluster address (default: a local Ray)."),
+    num_workers: int | None = typer.Option(None, "--num-workers", min=1, rich_help_panel=RAY, help="Encoding actors "
                                            "(default: cluster CPUs / --cpus-per-worker, or GPUs / --gpus-per-worker)."),
-    cpus_per_worker: int = typer.Option(_R["cpus_per_worker"], "--cpus-per-worker", min=1,
-                                        help="[ray] CPU threads per actor."),
-    gpus_per_worker: float = typer.Option(_R["gpus_per_worker"], "--gpus-per-worker", min=0.0,
-                                          help="[ray] GPUs per actor (0: CPU)."),
-    shard_rows: int = typer.Option(_R["shard_rows"], "--shard-rows", min=1,
-                                   help="[ray] Input rows per shard (unit of resume)."),
-    fmt: str | None = typer.Option(None, "--format", help="[ray] txt|jsonl|parquet (default: from the suffix)."),
-    text_field: str = typer.Option(_R["text_field"], "--text-field",
-                                   help="[ray] JSONL field / column holding the text."),
-    id_field: str = typer.Option(_R["id_field"], "--id-field", help="[ray] JSONL field / column holding the id."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="[ray] Skip and count malformed records."),
-    vectors_only: bool = typer.Option(False, "--vectors-only", help="[ray] Store ids and vectors, not texts."),
+    cpus_per_worker: int = typer.Option(_R["cpus_per_worker"], "--cpus-per-worker", min=1, rich_help_panel=RAY,
+                                        help="CPU threads per actor."),
+    gpus_per_worker: float = typer.Option(_R["gpus_per_worker"], "--gpus-per-worker", min=0.0, rich_help_panel=RAY,
+                                          help="GPUs per actor (0: CPU)."),
+    shard_rows: int = typer.Option(_R["shard_rows"], "--shard-rows", min=1, rich_help_panel=RAY,
+                                   help="Input rows per shard (unit of resume)."),
+    vectors_only: bool = typer.Option(False, "--vectors-only", rich_help_panel=RAY,
+                                      help="Store ids and vectors, not texts."),
 ) -> None:
-    """Encode each line of INPUT into one vector (rows aligned with lines; empty lines kept and counted).
+    """Encode each line of INPUT into one vector (rows aligned with lines; empty lines kept and counted), or
+    each record of a .jsonl/.json/.csv/.tsv/.parquet file or folder (its text field; id, line and metadata kept
+    in .jsonl/.parquet output; empty and --skip-bad records skipped and counted).
 
     With --engine ray: encode records (id, text, metadata) into Parquet shards + manifest.json in the folder OUT;
     rerun the same command to resume.
@@ -75,8 +84,9 @@ def encode(
         job = EncodeJobConfig(
             input=input, output=output, model=model, backend=backend, device=device, max_seq_length=max_seq_length,
             normalize=normalize, batch_size=batch_size, fmt=fmt, text_field=text_field, id_field=id_field,
-            skip_bad=skip_bad, errors=errors, with_text=not vectors_only, shard_rows=shard_rows, address=address,
-            num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+            metadata_field=metadata_field, skip_bad=skip_bad, errors=errors, with_text=not vectors_only,
+            shard_rows=shard_rows, address=address, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker)
         result = encode_distributed(job, quiet=quiet)
         if not quiet:
             print(result.summary(), file=sys.stderr)
@@ -87,7 +97,8 @@ def encode(
 
     config = EncodeFileConfig(input=input, output=default_output(input, output), model=model, batch_size=batch_size,
                               device=device, max_seq_length=max_seq_length, normalize=normalize, backend=backend,
-                              errors=errors, chunk_size=chunk_size, workers=workers)
+                              errors=errors, chunk_size=chunk_size, workers=workers, fmt=fmt, text_field=text_field,
+                              id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad)
     try:
         report = run_encode_file(config, show_progress=False if quiet else None)
     except BrokenPipeError:
@@ -99,8 +110,8 @@ def encode(
 
 
 @app.command()
-def version() -> None:
-    """Print the koembed version."""
+def version(quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the version number alone.")) -> None:
+    """Print the koembed version (also: koembed --version)."""
     from koembed import __version__
 
-    print(f"koembed {__version__}")
+    print(__version__ if quiet else f"koembed {__version__}")
