@@ -26,9 +26,10 @@ def bench(
     max_length: int | None = typer.Option(None, "--max-length", min=16, help="Override every task's max tokens."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override every task's total batch."),
     learning_rate: float | None = typer.Option(None, "--lr", help="Override every task's learning rate."),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Korean data folder (default: ../shared/data)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Korean data folder; it must exist (default: "
+                                        "$KOEMBED_DATA_DIR, else ../shared/data). docs/data.md lists the data sets."),
     hub: bool = typer.Option(_B.use_hub, "--hub/--no-hub",
-                             help="Use the task's Hub dataset when local files are missing."),
+                             help="Load a split from its catalogued Hub dataset when its local files are missing."),
     device: str | None = typer.Option(None, "--device", help="'cpu' to ignore a GPU (default: what torch finds)."),
     list_tasks: bool = typer.Option(False, "--list-tasks", help="List the registered tasks and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),

@@ -106,8 +106,10 @@ def eval_cmd(
     """Evaluate MODEL: Spearman/Pearson x100 on STS tasks, Recall@k / MRR@10 / nDCG@10 on retrieval."""
     from koembed.encoder import KoMiniLMEncoder
     from koembed.evaluate import embedding_task, run_task, save_results
+    from koembed.paths import data_dir as resolve_data_dir
 
     specs = [embedding_task(t) for t in task]  # fail on a typo before loading the model
+    resolve_data_dir(data_dir)  # and on a data folder that does not exist
     if not specs:
         raise InputError("give at least one --task")
     searched = mode is not None or index is not None or half is not None
