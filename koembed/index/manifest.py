@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from koembed.errors import IndexRefusedError
+from koembed.model_names import stable_model_name
 
 FORMAT = "koembed-index"
 FORMAT_VERSION = 1
@@ -43,6 +44,11 @@ class ModelInfo:
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
+
+    def __post_init__(self) -> None:
+        # A model koembed can name is recorded by that name, not by this environment's folder for it, and an
+        # older manifest's folder is read as the name (koembed.model_names): the index moves between venvs.
+        self.name = stable_model_name(self.name)
 
 
 @dataclass
