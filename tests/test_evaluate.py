@@ -184,3 +184,31 @@ def test_tfidf_baseline_hand_made() -> None:
                          qrels={"q1": {"d1"}, "q2": {"d2"}})
     m = tfidf_retrieval(data, ks=(1,))
     assert m["recall@1"] == 1.0 and m["mrr@10"] == 1.0
+
+
+def test_retrieval_task_from_a_hub_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # KorQuAD as the Hub has it (squad_kor_v1: answers as a struct of lists), read offline from a local folder.
+    from dataclasses import replace
+
+    from datasets import Dataset
+
+    import koembed.data.load as load
+    from koembed.data.catalogue import find_dataset
+    from koembed.korean_data import RowReport
+
+    hub = tmp_path / "squad_kor_v1"
+    hub.mkdir()
+    Dataset.from_dict({
+        "id": ["1", "2", "3", "4"], "title": ["t"] * 4,
+        "context": ["같은 문단", "같은 문단", " 다른 문단 ", "문단"],
+        "question": ["질문 하나?", "질문 둘?", "질문 셋?", " "],
+        "answers": [{"text": ["같은"], "answer_start": [0]}] * 4}).to_parquet(str(hub / "validation.parquet"))
+    korquad = replace(find_dataset("korquad"), hub=replace(find_dataset("korquad").hub, path=str(hub)))
+    monkeypatch.setattr(load, "find_dataset", lambda name: korquad if name == "korquad" else find_dataset(name))
+    empty = tmp_path / "data"
+    empty.mkdir()
+    report = RowReport()
+    data = load_retrieval_data("korquad-retrieval", empty, report=report)
+    assert data.corpus == {"p0": "같은 문단", "p1": "다른 문단"}  # merged duplicates, stripped
+    assert data.qrels == {"1": {"p0"}, "2": {"p0"}, "3": {"p1"}}
+    assert report.total_bad == 1 and "empty question" in report.summary()

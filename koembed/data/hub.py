@@ -13,6 +13,7 @@ from koembed.data.catalogue import HubSource
 from koembed.errors import InputError
 from koembed.korean_data import NLI_LABELS
 from koembed.row_report import RowReport, checked_pair, parse_score, report_or_new
+from koembed.text import normalize
 
 
 class HubUnavailable(InputError):
@@ -85,9 +86,19 @@ def _checked(row: dict, kind: str, names: list[str] | None, report: RowReport, s
             report.bad(src, i, f"label {row.get('label')!r} is not one of {', '.join(NLI_LABELS)}")
             return None
         row["label"] = label
+    if kind == "labelled":
+        if not (text := normalize(str(row.get("sentence1") or ""))):
+            report.bad(src, i, "empty document")
+            return None
+        row["sentence1"] = text
     if kind in ("pairs", "labelled") and row.get("label") not in (0, 1):
         report.bad(src, i, f"label {row.get('label')!r} is not 0 or 1")
         return None
+    if kind == "qa":
+        row["context"], row["question"] = (normalize(str(row.get(k) or "")) for k in ("context", "question"))
+        if not row["context"] or not row["question"]:
+            report.bad(src, i, f"question {row.get('id')!r}: empty {'context' if not row['context'] else 'question'}")
+            return None
     if kind == "qa" and isinstance(row.get("answers"), dict):
         a = row["answers"]
         row["answers"] = [{"text": t, "answer_start": int(s)}
