@@ -28,11 +28,12 @@ _CONTROL = {c: " " for c in range(32) if c not in (9, 10, 13)} | {0x7F: " "}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def text_problem(text: str) -> str | None:
+def text_problem(text: str, *, from_bytes: bool = False) -> str | None:
     """Why ``text`` is not valid Unicode text, or None: the first lone surrogate, with its position.
 
-    U+DC80-U+DCFF is how Python carries an undecodable byte of a file name, an argument or a file read
-    with ``errors="surrogateescape"``; any other surrogate comes from a JSON ``\\uD8xx`` escape without its pair.
+    ``from_bytes``: ``text`` was decoded by Python with ``errors="surrogateescape"`` (a command-line
+    argument, a file name), where U+DC80-U+DCFF stands for an undecodable byte, and is named as that byte.
+    Elsewhere (JSON) a surrogate is a ``\\uD8xx`` escape without its pair.
     """
     if text.isascii():
         return None
@@ -40,30 +41,30 @@ def text_problem(text: str) -> str | None:
     if m is None:
         return None
     code = ord(m.group())
-    if 0xDC80 <= code <= 0xDCFF:
+    if from_bytes and 0xDC80 <= code <= 0xDCFF:
         return (f"holds a byte that is not UTF-8 (0x{code - 0xDC00:02x} at character {m.start()}); "
-                "send UTF-8 text")
+                "pass UTF-8 text")
     return (f"holds a lone surrogate (U+{code:04X} at character {m.start()}), which is not a character; "
             "send valid Unicode text (a \\uD800-\\uDFFF escape needs its pair)")
 
 
-def check_text(text: str, where: str) -> str:
+def check_text(text: str, where: str, *, from_bytes: bool = False) -> str:
     """``text`` unchanged, or an :class:`InputError` ``"{where}: ..."`` when it is not valid Unicode text.
 
     ``where`` names the source as the user knows it: ``queries[2]``, ``docs.jsonl: line 7: field text``,
-    ``argument QUERY``.
+    ``argument QUERY``; ``from_bytes`` as in :func:`text_problem`.
     """
-    problem = text_problem(text)
+    problem = text_problem(text, from_bytes=from_bytes)
     if problem is not None:
         raise InputError(f"{safe_text(where)}: {problem}")
     return text
 
 
-def check_texts(texts: Sequence[str], where: str) -> Sequence[str]:
+def check_texts(texts: Sequence[str], where: str, *, from_bytes: bool = False) -> Sequence[str]:
     """Each of ``texts`` checked as ``{where}[i]``; returns ``texts``."""
     for i, t in enumerate(texts):
         if not t.isascii():
-            check_text(t, f"{where}[{i}]")
+            check_text(t, f"{where}[{i}]", from_bytes=from_bytes)
     return texts
 
 

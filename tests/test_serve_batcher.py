@@ -87,19 +87,22 @@ def test_token_counts_are_per_request_and_capped():
         b.close()
 
 
-def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
+def test_a_failing_request_fails_alone_and_the_worker_lives_on():
     enc = FakeEncoder()
     b = EncodeBatcher(enc)
     try:
         enc.gate.clear()
         b.submit(["a"])
         assert enc.entered.wait(5)
-        bad, good_in_same_batch = b.submit(["boom"]), b.submit(["b"])
+        before, bad, after = b.submit(["x", "yy"], count_tokens=True), b.submit(["boom"]), b.submit(["b"])
         enc.gate.set()
         with pytest.raises(RuntimeError, match="model failure"):
             bad.result(5)
-        with pytest.raises(RuntimeError):
-            good_in_same_batch.result(5)
+        # The requests that shared the failing batch get their own rows (and token counts) all the same.
+        got = before.result(5)
+        assert got.vectors[:, 1].tolist() == [ord("x"), ord("y")] and got.tokens == 3 + 4
+        assert after.result(5).vectors[0, 1] == ord("b")
+        assert ["x", "yy", "boom", "b"] in enc.calls  # they did share it: the failure came from a mixed batch
         assert b.submit(["c"]).result(5).vectors[0, 1] == ord("c")
     finally:
         b.close()

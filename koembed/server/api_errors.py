@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koembed.errors import IndexRefusedError, InputError, KoembedError
+from koembed.text import safe_text
 
 log = logging.getLogger("koembed.server")
 
@@ -41,7 +42,9 @@ class ApiError(Exception):
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     kind = "server_error" if status >= 500 and status != 503 else STATUS_TYPES.get(status, "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    # Messages and field paths may echo what the client sent; a lone surrogate in them could not be sent as UTF-8.
+    return {"error": {"message": safe_text(message), "type": kind, "param": None if param is None else safe_text(param),
+                      "code": code}}
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
@@ -82,8 +85,41 @@ def _validation_message(err: dict[str, Any]) -> tuple[int, str, str, str]:
     return 422, param, f"{param}: {msg}", kind
 
 
+class CatchUnexpected:
+    """ASGI middleware answering an unexpected exception with the JSON 500, logged once with its traceback.
+
+    Starlette's own last-resort handler answers too, but then re-raises, so the server logs the traceback a
+    second time and drops the connection: a client reusing it (keep-alive) saw a reset on its next request.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # half an answer is out: only closing the connection can tell the client
+                raise
+            log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            await error_response(500, "internal server error; the server log has the details", None,
+                                 "internal")(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into a JSON error."""
+    app.add_middleware(CatchUnexpected)  # the first added is the innermost: it sees the routes' exceptions
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -100,13 +136,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 413:  # a body sent without Content-Length that outgrew the cap (body_limit.py)
-            return error_response(413, str(exc.detail), "body", "too_large")
         if exc.status_code == 404:
             return error_response(404, f"no route {request.url.path}; see /openapi.json", None, "not_found")
         if exc.status_code == 405:
             return error_response(405, f"{request.method} is not allowed on {request.url.path}", None,
                                   "method_not_allowed", dict(exc.headers or {}))
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. a number of over 4300 digits)
+            return error_response(400, f"body: {exc.detail}; send a JSON object", "body", "invalid_body")
         return error_response(exc.status_code, str(exc.detail), None, None, dict(exc.headers or {}))
 
     @app.exception_handler(KoembedError)

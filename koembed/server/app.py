@@ -27,6 +27,7 @@ from koembed.errors import InputError
 from koembed.server import api_errors
 from koembed.server.body_limit import BodyLimit
 from koembed.server.config import ServeConfig
+from koembed.server.head import HeadAsGet
 from koembed.server.registry import IndexRegistry
 from koembed.server.routes import require_token, router
 from koembed.server.service import Service
@@ -141,6 +142,7 @@ def create_app(indexes: IndexArg = None, model: Any = None, config: ServeConfig 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(HeadAsGet)
     if config.cors_origin:  # added last: outermost, so preflight requests are answered before anything else
         app.add_middleware(CORSMiddleware, allow_origins=[config.cors_origin], allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])

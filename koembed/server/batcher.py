@@ -6,6 +6,9 @@ everything queued (up to ``max_batch_texts``) and encodes it in one :meth:`KoMin
 call, which sorts the texts by length so that padding stays small. While a worker is busy, new
 requests gather in the queue, so batches grow with the load and no request waits for a timer.
 
+A batch that fails is run again request by request, so that one request's failure (text the encoder
+cannot take, say) fails that request alone and never the others it happened to share a batch with.
+
 Only the worker threads call the encoder (torch and ONNX Runtime release the GIL inside a forward
 pass, so the event loop keeps serving meanwhile).
 """
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from koembed.errors import KoembedError
 
 log = logging.getLogger("koembed.server")
 
@@ -102,12 +107,18 @@ class EncodeBatcher:
             return
         texts = [t for j in jobs for t in j.texts]
         try:
-            vectors = self.encoder.encode(texts, batch_size=self.batch_size)
-            lengths = None
-            if any(j.count_tokens for j in jobs):
-                lengths = np.asarray(self.encoder.token_lengths(texts))
-        except BaseException as exc:  # every waiting request gets the error; the worker lives on
-            log.exception("encoding a batch of %d texts failed", len(texts))
+            vectors, lengths = self._encode(texts, any(j.count_tokens for j in jobs))
+        except Exception as exc:
+            if len(jobs) > 1:
+                # One request's texts must not fail the others that shared its batch: each runs alone, so
+                # only the request that fails again gets the error.
+                log.warning("a batch of %d requests failed (%s); running each alone", len(jobs), _brief(exc))
+                for j in jobs:
+                    self._run([j])
+                return
+            self._fail(jobs[0], exc)
+            return
+        except BaseException as exc:  # not the request's doing: no retry; the waiting requests are told
             for j in jobs:
                 j.future.set_exception(exc)
             return
@@ -124,3 +135,19 @@ class EncodeBatcher:
                 out.truncated = int((part > cap).sum())
             j.future.set_result(out)
             start = end
+
+    def _encode(self, texts: list[str], count_tokens: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        vectors = self.encoder.encode(texts, batch_size=self.batch_size)
+        lengths = np.asarray(self.encoder.token_lengths(texts)) if count_tokens else None
+        return vectors, lengths
+
+    @staticmethod
+    def _fail(job: _Job, exc: Exception) -> None:
+        # One line: the request's answer carries the error, and whoever awaits it logs a traceback if it is a bug.
+        level = logging.INFO if isinstance(exc, KoembedError) else logging.WARNING
+        log.log(level, "an encode request of %d texts failed: %s", len(job.texts), _brief(exc))
+        job.future.set_exception(exc)
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
