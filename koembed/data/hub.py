@@ -80,8 +80,8 @@ def _checked(row: dict, kind: str, names: list[str] | None, report: RowReport, s
             return None
         row["score"] = score
     if kind == "nli":
-        label = names[row["label"]] if names and isinstance(row.get("label"), int) and row["label"] >= 0 \
-            else str(row.get("label"))
+        raw = row.get("label")
+        label = names[raw] if names and isinstance(raw, int) and 0 <= raw < len(names) else str(raw)
         if label not in NLI_LABELS:
             report.bad(src, i, f"label {row.get('label')!r} is not one of {', '.join(NLI_LABELS)}")
             return None
