@@ -344,3 +344,17 @@ def test_training_reads_a_catalogued_split_from_the_hub_path(tmp_path: Path, mon
     for spec in ("korsts:train", "korsts/sts-train.tsv"):
         assert sts_stage_data([spec], data, RowReport())["sts"] == [
             {"sentence1": "가", "sentence2": "다", "score": 1.0}, {"sentence1": "나", "sentence2": "라", "score": 0.0}]
+
+
+def test_int8_calibration_sentences_come_from_the_catalogue(data_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from koembed.backends.onnx.quantize import _calibration_texts
+    from koembed.errors import KoembedError
+
+    monkeypatch.setenv("KOEMBED_DATA_DIR", str(data_dir))
+    texts = _calibration_texts(6)
+    korsts = read_korsts(data_dir / "korsts" / "sts-train.tsv")
+    assert texts[:3] == [r["sentence1"] for r in korsts[:3]] and len(texts) == 6
+    monkeypatch.setenv("KOEMBED_DATA_DIR", str(tmp_path))  # no data there, and the Hub is offline in tests
+    with pytest.raises(KoembedError, match="calibration needs Korean sentences: korsts train: .*; or use quantization"):
+        _calibration_texts(6)
