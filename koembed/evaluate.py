@@ -76,8 +76,11 @@ def as_encoder(model: Any):
     return KoMiniLMEncoder(model)
 
 
-def _embed(model: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    return l2_normalize(model.encode(list(texts), batch_size=batch_size))
+def _embed(model: Any, texts: Sequence[str], batch_size: int, role: str = "query") -> np.ndarray:
+    """Vectors of ``texts`` as a ``role`` (query, document): a model with prompts puts that role's before each text
+    (``encode_query`` / ``encode_document``, as KoMiniLMEncoder and SentenceTransformer name them)."""
+    encode = getattr(model, f"encode_{role}", None) or model.encode
+    return l2_normalize(encode(list(texts), batch_size=batch_size))
 
 
 def sts_scores(gold: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
@@ -92,7 +95,7 @@ def evaluate_sts(model_or_encoder: Any, pairs: Sequence[dict], batch_size: int =
     # Encode each distinct sentence once: STS sets repeat sentences across pairs.
     texts = list(dict.fromkeys(s for p in pairs for s in (p["sentence1"], p["sentence2"])))
     index = {t: i for i, t in enumerate(texts)}
-    vecs = _embed(model, texts, batch_size)
+    vecs = _embed(model, texts, batch_size, "query")  # both sides of a pair are queries (symmetric task)
     a = vecs[[index[p["sentence1"]] for p in pairs]]
     b = vecs[[index[p["sentence2"]] for p in pairs]]
     cosine = (a * b).sum(axis=1)
@@ -146,8 +149,8 @@ def evaluate_retrieval(
     if not doc_ids or not query_ids:
         raise InputError(f"retrieval evaluation needs documents and judged queries; got {len(doc_ids)} documents, "
                          f"{len(query_ids)} queries with qrels")
-    docs = _embed(model, [corpus[d] for d in doc_ids], batch_size)
-    qs = _embed(model, [queries[q] for q in query_ids], batch_size)
+    docs = _embed(model, [corpus[d] for d in doc_ids], batch_size, "document")
+    qs = _embed(model, [queries[q] for q in query_ids], batch_size, "query")
     rankings = rank_by_scores(qs @ docs.T, query_ids, doc_ids, max(max(ks), 10))
     metrics = ranking_metrics(rankings, {q: qrels[q] for q in query_ids}, ks)
     return metrics | {"queries": len(query_ids), "corpus": len(doc_ids),

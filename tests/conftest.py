@@ -76,6 +76,25 @@ def tiny_st_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return wrap_as_sentence_transformer(tiny_bert_dir, tmp_path_factory.mktemp("tiny-st") / "model")
 
 
+# The prompts of multilingual-e5 models (issue 24), saved the way sentence-transformers saves them.
+E5_PROMPTS = {"query": "query: ", "document": "passage: "}
+
+
+@pytest.fixture(scope="session")
+def tiny_prompt_dir(tiny_st_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny sentence-transformers model with query/document prompts in config_sentence_transformers.json."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("tiny-prompts") / "model"
+    shutil.copytree(tiny_st_dir, out)
+    path = out / "config_sentence_transformers.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    config.update(prompts=dict(E5_PROMPTS), default_prompt_name=None)
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_st_dir: Path):
     from koembed import KoMiniLMEncoder

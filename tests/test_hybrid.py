@@ -179,8 +179,9 @@ def test_weights_zero_and_one_equal_the_single_modes(tmp_path):
         assert all(0 < r.score <= 2 / 61 for r in rrf)
         with pytest.raises(InputError, match="unknown fusion"):
             search(ix, queries, mode="hybrid", encoder=enc, fusion="sum")
-        with pytest.raises(InputError, match="dense-weight"):
+        with pytest.raises(InputError, match="dense weight") as refused:  # the library's words, not the CLI's flag
             search(ix, queries, mode="hybrid", encoder=enc, dense_weight=2)
+        assert "--" not in str(refused.value)
         with pytest.raises(InputError, match="query texts"):
             search(ix, vectors(2), mode="lexical")
         assert search(ix, vectors(2), k=2)[0][0].dense is not None  # vectors: dense by default
@@ -274,7 +275,8 @@ def test_eval_cli_lexical_mode_on_korquad(data_dir, capsys):
 def test_hybrid_with_the_embedded_model_is_not_worse_than_lexical_on_korquad(tmp_path, data_dir):
     from koembed.encoder import KoMiniLMEncoder
     from koembed.evaluate import RetrievalData
-    from koembed.index.modes import MODEL_CARD, dense_weight_for
+    from koembed.index.modes import dense_weight_for
+    from koembed.model_card import MODEL_CARD
     from koembed.model_source import default_model
     from koembed.search_eval import build_corpus_index, evaluate_search, korquad_halves
 

@@ -53,14 +53,17 @@ def error_of(response, status: int, param: str | None) -> str:
 
 
 # -- routes ----------------------------------------------------------------------------------------------------
-def test_healthz_and_info(client, tiny_encoder):
+def test_healthz_and_info(client, tiny_encoder, indexes):
+    from koembed.index import Index
+
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/info").json()
     assert info["model"]["fingerprint"] == tiny_encoder.fingerprint
     assert info["model"]["dim"] == tiny_encoder.dim
     by_name = {i["name"]: i for i in info["indexes"]}
     assert by_name["news"]["count"] == len(TEXTS) and by_name["small"]["count"] == 6
-    assert by_name["news"]["type"] == "Flat" and by_name["news"]["generation"] >= 0
+    with Index.open(indexes["news"]) as served:  # the generation on disk, which is the one being served
+        assert by_name["news"]["type"] == "Flat" and by_name["news"]["generation"] == served.generation > 0
     assert info["modes"] == ["hybrid", "dense", "lexical"]
     assert by_name["news"]["modes"] == info["modes"] and by_name["news"]["default_mode"] == "hybrid"
     assert by_name["small"]["modes"] == ["dense"] and by_name["small"]["default_mode"] == "dense"

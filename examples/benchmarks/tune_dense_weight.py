@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from koembed.atomic import atomic_write_text
-from koembed.index.modes import DEFAULT_DENSE_WEIGHT, MODEL_CARD
+from koembed.index.modes import DEFAULT_DENSE_WEIGHT
+from koembed.model_card import MODEL_CARD
 from koembed.model_source import default_model
 from koembed.search_eval import build_corpus_index, evaluate_search, korquad_halves
 from koembed.system import machine_summary
@@ -37,18 +38,29 @@ SHOWN = ("mrr@10", "recall@1", "recall@10", "recall@100", "ndcg@10")
 
 
 class CachedEncoder:
-    """The model's encoder with every text (paragraphs and questions) encoded once, for all the runs."""
+    """The model's encoder with every text (paragraphs and questions) encoded once per prompt, for all the runs."""
 
     def __init__(self, encoder, texts: list[str], batch_size: int) -> None:
         self.encoder = encoder
         self.source, self.fingerprint, self.dim = encoder.source, encoder.fingerprint, encoder.dim
-        self.model_name = encoder.model_name
-        unique = list(dict.fromkeys(texts))
-        self._rows = {t: i for i, t in enumerate(unique)}
-        self._vectors = encoder.encode(unique, batch_size=batch_size)
+        self.model_name, self.dense_weight = encoder.model_name, encoder.dense_weight
+        self.prompt_for, self.role_prompts = encoder.prompt_for, encoder.role_prompts
+        self.batch_size = batch_size
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
 
-    def encode(self, texts, batch_size: int = 64, **_):
-        return self._vectors[[self._rows[t] for t in texts]]
+    def encode(self, texts, batch_size: int = 64, prompt: str | None = None, **_):
+        prompt = self.encoder.prompts.resolve(None, prompt)
+        todo = list(dict.fromkeys(t for t in texts if (prompt, t) not in self._cache))
+        if todo:
+            for t, v in zip(todo, self.encoder.encode(todo, batch_size=self.batch_size, prompt=prompt), strict=True):
+                self._cache[(prompt, t)] = v
+        return np.stack([self._cache[(prompt, t)] for t in texts])
+
+    def encode_with_stats(self, texts, batch_size: int = 64, show_progress=None, prompt: str | None = None, **_):
+        from koembed.encoder import EncodeStats, Encoding
+
+        return Encoding(self.encode(texts, batch_size, prompt=prompt), EncodeStats(texts=len(texts)),
+                        np.zeros(len(texts), np.int64), prompt or "")
 
 
 def _line(name: str, m: dict) -> str:

@@ -14,6 +14,11 @@ Every backend provides:
 - ``embed_tokens(tokens) -> np.ndarray``: float32 ``(len(tokens), dim)``, the model pipeline's output
   for the ids cut to ``max_seq_length``,
 - ``token_lengths(texts) -> np.ndarray``: ``tokenize(texts).lengths``.
+
+Prompts (:mod:`koembed.backends.prompts`) are put before the texts by the encoder, before ``tokenize``,
+so every backend sees them as text. A backend whose pooling leaves the prompt out
+(``include_prompt: false``, torch only) sets ``excludes_prompt`` and takes ``prompt_length``
+(from its ``prompt_length(prompt)``) in ``embed_tokens``.
 """
 
 from __future__ import annotations

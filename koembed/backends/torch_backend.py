@@ -70,6 +70,13 @@ class TorchBackend:
         # sentence-transformers puts do_lower_case into the fast tokenizer's normaliser, so the copy keeps it.
         self.tokenizer = TextTokenizer(fast, pad_id=hf_tokenizer.pad_token_id or 0)
         self._type_ids = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
+        # Pooling with include_prompt=false leaves the prompt's tokens out of the mean: it needs their count.
+        self.excludes_prompt = any(getattr(m, "include_prompt", True) is False for m in self.model)
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens of ``prompt`` at the start of every input: its ids with the leading special tokens, as
+        sentence-transformers counts them (the trailing special token left out)."""
+        return len(self.tokenizer.tokenize([prompt]).ids[0]) - self.tokenizer.tail
 
     def tokenize(self, texts: list[str]) -> Tokens:
         return self.tokenizer.tokenize(texts)
@@ -77,12 +84,14 @@ class TorchBackend:
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         return self.tokenize(texts).lengths
 
-    def embed_tokens(self, tokens: Tokens) -> np.ndarray:
+    def embed_tokens(self, tokens: Tokens, prompt_length: int | None = None) -> np.ndarray:
         ids, mask = self.tokenizer.pad(tokens, self.max_seq_length)
         features = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if self._type_ids:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         features = {k: v.to(self.device) for k, v in features.items()}
+        if prompt_length is not None:
+            features["prompt_length"] = prompt_length
         with torch.inference_mode():
             out = self.model(features)["sentence_embedding"]
         return out.float().cpu().numpy()

@@ -46,6 +46,8 @@ def encode(
     ),
     chunk_size: int = typer.Option(_F["chunk_size"], "--chunk-size", min=1, help="Lines read and written at a time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    prompt: str | None = typer.Option(None, "--prompt", help="Name of the model's prompt put before each text "
+                                      "(e.g. query or document; default: the model's default prompt, if any)."),
     engine: str = typer.Option("local", "--engine", help="local: this process (and --workers); ray: a Ray cluster "
                                "writing a sharded vector set folder OUT (docs/scale.md)."),
     fmt: str | None = typer.Option(None, "--format", help="txt|jsonl|json|tsv|csv|parquet (default: from the "
@@ -79,6 +81,8 @@ def encode(
     if engine == "ray":
         from koembed.scale import encode_distributed
 
+        if prompt is not None:
+            raise InputError("--prompt applies to --engine local only")
         if output is None or output == "-" or workers != 1:
             raise InputError("--engine ray needs -o OUT_DIR (a folder) and takes --num-workers, not --workers")
         job = EncodeJobConfig(
@@ -98,7 +102,7 @@ def encode(
     config = EncodeFileConfig(input=input, output=default_output(input, output), model=model, batch_size=batch_size,
                               device=device, max_seq_length=max_seq_length, normalize=normalize, backend=backend,
                               errors=errors, chunk_size=chunk_size, workers=workers, fmt=fmt, text_field=text_field,
-                              id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad)
+                              id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad, prompt_name=prompt)
     try:
         report = run_encode_file(config, show_progress=False if quiet else None)
     except BrokenPipeError:

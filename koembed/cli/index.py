@@ -17,6 +17,7 @@ import typer
 from koembed.cli.app import app
 from koembed.errors import InputError
 from koembed.index.build import IndexConfig
+from koembed.index.modes import DEFAULT_FUSION, FUSIONS, MODES
 from koembed.index.query import DEFAULT_K
 from koembed.index.spec import ALIASES
 from koembed.lexical.analysers import DEFAULT_ANALYSER
@@ -162,18 +163,18 @@ def search_cmd(
     allow_model_mismatch: bool = typer.Option(False, "--allow-model-mismatch", help="Search with another model."),
     ef_search: int | None = typer.Option(None, "--ef-search", min=1, help="HNSW efSearch for this search."),
     nprobe: int | None = typer.Option(None, "--nprobe", min=1, help="IVF lists probed for this search."),
-    mode: str | None = typer.Option(None, "--mode", help="hybrid|dense|lexical (default: hybrid when the index "
+    mode: str | None = typer.Option(None, "--mode", help=f"{'|'.join(MODES)} (default: hybrid when the index "
                                     "has a lexical part, else dense). lexical loads no model."),
     dense_weight: float | None = typer.Option(None, "--dense-weight", min=0.0, max=1.0,
                                               help="Hybrid: the dense side's weight W in W*z(dense) + (1-W)*z(lexical) "
                                                    "(default: the weight the model records, else 0.5)."),
-    fusion: str = typer.Option("convex", "--fusion", help="Hybrid fusion: convex (weighted standardised scores) "
-                               "or rrf (reciprocal ranks)."),
+    fusion: str = typer.Option(DEFAULT_FUSION, "--fusion", help=f"Hybrid fusion: {' or '.join(FUSIONS)} (convex: "
+                               "weighted standardised scores; rrf: reciprocal ranks)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
     """Search DIR for each query; prints a table, or JSON lines with --json."""
-    from koembed.index import Index, load_encoder_for, search
-    from koembed.index.modes import resolve_mode
+    from koembed.index import Index
+    from koembed.index.query import Query, answer
 
     texts = list(query or [])
     if queries:
@@ -183,14 +184,10 @@ def search_cmd(
     if not texts:
         raise InputError("no queries given: pass a query text or --queries FILE")
     # One process, one search: mapping the FAISS file beats reading all of it first (issue 16).
-    with Index.open(directory, mmap=True) as index:
-        mode = resolve_mode(index, mode)
-        encoder = None
-        if mode != "lexical":
-            encoder = load_encoder_for(index, model, backend, allow_model_mismatch=allow_model_mismatch)
-        results = search(index, texts, k=k, filter=parse_filters(filters), encoder=encoder, ef_search=ef_search,
-                         nprobe=nprobe, allow_model_mismatch=allow_model_mismatch, mode=mode,
-                         dense_weight=dense_weight, fusion=fusion)
+    query = Query(texts=texts, k=k, mode=mode, fusion=fusion, dense_weight=dense_weight, filter=parse_filters(filters),
+                  ef_search=ef_search, nprobe=nprobe)
+    with Index.open(directory, mmap=True) as index:  # the model loads only when the mode needs it
+        mode, results = answer(index, query, allow_model_mismatch=allow_model_mismatch, model=model, backend=backend)
     if as_json:
         for i, (q, hits) in enumerate(zip(texts, results, strict=True)):
             print(json.dumps({"query_index": i, "query": q, "mode": mode, "hits": [h.as_dict() for h in hits]},

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from koembed.backends.prompts import DOCUMENT
 from koembed.corpus import CorpusStats, Record, detect_format, iter_records
 from koembed.errors import IndexRefusedError
 from koembed.index.core import Index
@@ -87,7 +88,11 @@ class BuildResult:
 
 def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
                 on_commit: Callable[[Index], None] | None = None) -> BuildResult:
-    """Index ``config.input`` into ``config.output`` (created, or upserted into when it is an index)."""
+    """Index ``config.input`` into ``config.output`` (created, or upserted into when it is an index).
+
+    Documents are encoded with the model's document prompt (none if it has none); the index records the
+    model's prompts, and an existing index refuses a model or document prompt other than its own.
+    """
     start = time.perf_counter()
     out = Path(config.output)
     if config.analyser is not None:
@@ -108,8 +113,10 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
 
                 model = config.model or (existing.manifest.model.name if existing else None)
                 encoder = KoMiniLMEncoder(model, device=config.device, backend=config.backend)
-            if existing is not None:
-                existing.check_model(encoder.fingerprint, encoder.dim, name=encoder.model_name)
+            document_prompt = encoder.prompt_for(DOCUMENT)
+            if existing is not None:  # new documents must be encoded as the stored ones were
+                existing.check_model(encoder.fingerprint, encoder.dim, name=encoder.model_name,
+                                     prompts={DOCUMENT: document_prompt})
             if existing is None:
                 _check_trainable(config, total, encoder.dim)
             elif config.index_type not in ("auto", existing.manifest.index_type, existing.manifest.spec):
@@ -119,14 +126,16 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
                                              expected_count=total, model_name=encoder.model_name,
                                              model_fingerprint=encoder.fingerprint, backend=encoder.backend_name,
                                              memory_budget=config.memory_budget, config=asdict(config),
-                                             analyser=(config.analyser or DEFAULT_ANALYSER) if config.lexical else None)
+                                             analyser=(config.analyser or DEFAULT_ANALYSER) if config.lexical else None,
+                                             prompts=encoder.role_prompts())
             existing = index
             result = BuildResult(directory=str(out), spec=index.manifest.spec, read=stats.read, empty=stats.empty,
                                  bad=stats.bad, bad_locations=stats.bad_locations, duplicates=stats.duplicates,
                                  duplicate_locations=stats.duplicate_locations,
                                  analyser=index.lexical.info["analyser"] if index.lexical is not None else None)
             index.manifest.config = asdict(config)
-            _stream(index, encoder, config, _records(config, path, CorpusStats()), total, result, quiet, on_commit)
+            _stream(index, encoder, document_prompt, config, _records(config, path, CorpusStats()), total, result,
+                    quiet, on_commit)
             result.count = index.count
     finally:
         if existing is not None:
@@ -182,7 +191,7 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def _stream(index: Index, encoder: Any, config: IndexConfig, records: Iterator[Record], total: int,
+def _stream(index: Index, encoder: Any, prompt: str, config: IndexConfig, records: Iterator[Record], total: int,
             result: BuildResult, quiet: bool, on_commit: Callable[[Index], None] | None) -> None:
     bar = None
     if not quiet:
@@ -212,11 +221,12 @@ def _stream(index: Index, encoder: Any, config: IndexConfig, records: Iterator[R
         todo, distinct = _changed(index, chunk)
         result.unchanged += distinct - len(todo)  # a repeated id is counted in result.duplicates, not here
         if todo:
-            vecs = encoder.encode([r.text for r in todo], batch_size=config.batch_size, show_progress=False)
-            encoded = getattr(encoder, "last_stats", None)
-            if encoded is not None:
-                result.truncated += encoded.truncated
-                result.unknown += encoded.unknown
+            # The document prompt goes to the model only: the store and the lexical part get the text as it is.
+            encoded = encoder.encode_with_stats([r.text for r in todo], batch_size=config.batch_size,
+                                                show_progress=False, prompt=prompt)
+            vecs = encoded.vectors
+            result.truncated += encoded.stats.truncated
+            result.unknown += encoded.stats.unknown
             if train_need:
                 train_buf.append((todo, vecs))
                 if sum(len(v) for _, v in train_buf) >= train_need:

@@ -74,8 +74,11 @@ class Index(IndexWrites, CommitProtocol):
     def create(cls, directory: str | os.PathLike, dim: int, *, index_type: str = "auto", expected_count: int = 0,
                model_name: str | None = None, model_fingerprint: str | None = None, backend: str | None = None,
                memory_budget: int | None = None, config: dict[str, Any] | None = None,
-               analyser: str | None = DEFAULT_ANALYSER) -> Index:
+               analyser: str | None = DEFAULT_ANALYSER, prompts: dict[str, str] | None = None) -> Index:
         """Create an empty index in ``directory`` (absent or empty) for ``dim``-dimensional vectors.
+
+        ``prompts`` records the prompt of each role (``query``, ``document``) the model encodes with
+        (:meth:`koembed.encoder.KoMiniLMEncoder.role_prompts`): searches must use the same ones.
 
         ``analyser`` names the analyser of its lexical part (:mod:`koembed.lexical.analysers`); None makes an
         index without one (dense search only).
@@ -93,7 +96,8 @@ class Index(IndexWrites, CommitProtocol):
         try:
             with writing(d, "no index was created; the folder holds only what it held before"):
                 manifest = Manifest(dim=int(dim), spec=spec.factory, index_type=index_type,
-                                    model=ModelInfo(model_name, model_fingerprint, backend), spec_reason=spec.reason,
+                                    model=ModelInfo(model_name, model_fingerprint, backend, dict(prompts or {})),
+                                    spec_reason=spec.reason,
                                     search_defaults=dict(spec.search_defaults), created=now(), updated=now(),
                                     config=config or {}, lexical=new_info(analyser) if analyser else None)
                 index = cls(d, manifest, DocStore(d / STORE), new_faiss_index(spec, dim), True, lock_fd)
@@ -212,9 +216,10 @@ class Index(IndexWrites, CommitProtocol):
 
     # -- refusals ------------------------------------------------------------------------------------
     def check_model(self, fingerprint: str | None, dim: int | None = None, *, allow_mismatch: bool = False,
-                    name: str | None = None) -> None:
-        """Refuse a model whose vectors would not be comparable with the index's."""
-        self.manifest.check_model(self.directory, fingerprint, dim, allow_mismatch=allow_mismatch, name=name)
+                    name: str | None = None, prompts: dict[str, str] | None = None) -> None:
+        """Refuse a model (or prompts) whose vectors would not be comparable with the index's."""
+        self.manifest.check_model(self.directory, fingerprint, dim, allow_mismatch=allow_mismatch, name=name,
+                                  prompts=prompts)
 
     # -- writes --------------------------------------------------------------------------------------
     def _require_writable(self) -> None:

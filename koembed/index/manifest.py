@@ -36,14 +36,35 @@ def _is(value: object, kind: type) -> bool:
 
 @dataclass
 class ModelInfo:
-    """The model whose vectors an index holds (all None for an index built from bare vectors)."""
+    """The model whose vectors an index holds (all None for an index built from bare vectors).
+
+    ``prompts`` maps each role (``query``, ``document``; :mod:`koembed.backends.prompts`) to the prompt
+    the model put before such inputs when the index was built: documents were encoded with the
+    ``document`` one, and queries must be encoded with the ``query`` one. An index written before
+    prompts were recorded has none: its documents were encoded without a prompt.
+    """
 
     name: str | None = None
     fingerprint: str | None = None
     backend: str | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, str | None]:
-        return asdict(self)
+    def prompt(self, role: str) -> str:
+        return self.prompts.get(role, "")
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = asdict(self)
+        if not self.prompts:  # an index without prompts keeps the manifest it always had
+            out.pop("prompts")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: object) -> ModelInfo:
+        prompts = data.get("prompts") or {}
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise IndexRefusedError(f"{where}: the manifest's model.prompts must map roles to strings; the index is "
+                                    "corrupt, rebuild it")
+        return cls(data.get("name"), data.get("fingerprint"), data.get("backend"), dict(prompts))
 
     def __post_init__(self) -> None:
         # A model koembed can name is recorded by that name, not by this environment's folder for it, and an
@@ -97,9 +118,7 @@ class Manifest:
         names = {f.name for f in dataclasses.fields(cls)} - {"model", "extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names | {"model", "format", "format_version"}}
-        model = data.get("model") or {}
-        return cls(**known, model=ModelInfo(model.get("name"), model.get("fingerprint"), model.get("backend")),
-                   extra=extra)
+        return cls(**known, model=ModelInfo.from_dict(data.get("model") or {}, where), extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.model.as_dict()}
@@ -113,8 +132,13 @@ class Manifest:
         return out | self.extra
 
     def check_model(self, where: object, fingerprint: str | None, dim: int | None = None, *,
-                    allow_mismatch: bool = False, name: str | None = None) -> None:
-        """Refuse a model whose vectors would not be comparable with the ones this index holds."""
+                    allow_mismatch: bool = False, name: str | None = None,
+                    prompts: dict[str, str] | None = None) -> None:
+        """Refuse a model whose vectors would not be comparable with the ones this index holds.
+
+        ``prompts`` maps roles to the prompts the caller will encode with (a search: its query prompt; a
+        write: its document prompt); each must be the one the index recorded, like the model itself.
+        """
         if dim is not None and dim != self.dim:
             raise IndexRefusedError(f"{where}: the model gives {dim}-dimensional vectors, the index holds "
                                     f"{self.dim}-dimensional ones; use the index's model ({self.model.name})")
@@ -124,10 +148,18 @@ class Manifest:
                 f"{where}: model {name or ''} (fingerprint {fingerprint[:12]}) differs from the index's model "
                 f"{self.model.name!r} (fingerprint {want[:12]}); use that model, or for search "
                 "only pass --allow-model-mismatch")
+        for role, prompt in (prompts or {}).items():
+            recorded = self.model.prompt(role)
+            if prompt != recorded and not allow_mismatch:
+                raise IndexRefusedError(
+                    f"{where}: {role}s would be encoded with the prompt {prompt!r}, but the index was built for the "
+                    f"{role} prompt {recorded!r}; vectors made with other prompts are not comparable: use the "
+                    "index's model and prompts, or for search only allow a model mismatch")
 
     def copy(self, **changes: Any) -> Manifest:
         """A deep-enough copy (nested dicts copied) with ``changes`` applied."""
-        m = dataclasses.replace(self, model=dataclasses.replace(self.model), search_defaults=dict(self.search_defaults),
+        m = dataclasses.replace(self, model=dataclasses.replace(self.model, prompts=dict(self.model.prompts)),
+                                search_defaults=dict(self.search_defaults),
                                 files=dict(self.files), config=dict(self.config), extra=dict(self.extra),
                                 lexical=None if self.lexical is None else dict(self.lexical))
         for key, value in changes.items():

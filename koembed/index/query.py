@@ -1,34 +1,39 @@
-"""Search an index: queries (texts or vectors) in, ranked hits (id, score, text, metadata) out.
+"""Search an index: one query (texts and/or vectors) resolved once, ranked, and turned into hits.
 
-All queries go to FAISS in one batch call. A metadata filter is resolved to the matching row ids in
-SQLite and handed to FAISS as an id selector, so the k results are the best *matching* documents
-rather than a post-filtered remainder. Approximate types widen their search in proportion to how
-selective the filter is, and when few documents match (``EXACT_FILTER_MAX``) the search becomes
-exhaustive over them (IVF probes every list; HNSW scores the matching vectors directly), so a
-rare filter value never loses results to the approximation.
+The pipeline: a :class:`Query` (texts and/or vectors, prompt, mode, fusion, filter, k) is resolved once
+by :func:`resolve` against an open index: the texts checked, the mode decided, the model checked
+against the index (its fingerprint and query prompt), the texts encoded (unless the caller brought
+their vectors), the vectors made unit length, the dense weight and fusion checked, the filter turned
+into row ids. :func:`rank` then runs the mode (:mod:`koembed.index.dense`, :mod:`koembed.index.hybrid`)
+and :func:`hits_from` reads the documents. :func:`search` and :func:`search_ids` are the two front
+doors; the server (which encodes queries in shared batches) passes its vectors with the texts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from koembed.backends import AUTO
-from koembed.errors import IndexRefusedError, InputError
+from koembed.backends.prompts import QUERY
+from koembed.errors import InputError
 from koembed.index.core import Index
-from koembed.index.spec import search_params
+from koembed.index.dense import EXACT_FILTER_MAX, MAX_EF_SEARCH, search_unit, search_vectors, unit_queries
+from koembed.index.hybrid import hybrid_search, lexical_search
+from koembed.index.modes import DEFAULT_FUSION, Mode, check_dense_weight, check_fusion, dense_weight_for, resolve_mode
 from koembed.index.store import DOC_FIELDS
-from koembed.vectors import l2_normalize
 
-EXACT_FILTER_MAX = 10_000
+__all__ = ["DEFAULT_K", "EXACT_FILTER_MAX", "MAX_EF_SEARCH", "Answer", "Hit", "Query", "RankedIds", "Ranking",
+           "Resolved", "answer", "hits_from", "load_encoder_for", "rank", "resolve", "search", "search_ids",
+           "search_vectors"]
+
 DEFAULT_K = 10
-MAX_EF_SEARCH = 4096
 
 
 class Hit(NamedTuple):
@@ -52,26 +57,6 @@ class Hit(NamedTuple):
                 "scores": {"dense": self.dense, "lexical": self.lexical, "fused": self.fused}}
 
 
-def load_encoder_for(index: Index, model: str | None = None, backend: str | None = None, *,
-                     allow_model_mismatch: bool = False, device: str | None = None):
-    """An encoder for ``index``'s model (the manifest's unless ``model`` overrides it), on ``backend`` (default: auto).
-
-    The backend the index was built with is not reused: every backend gives the same vectors within the
-    fidelity bar (cosine >= 0.9999 for onnx against torch), so a torch-built index is searched with the
-    fast default, and the reverse; the fingerprint check is on the model alone.
-    """
-    from koembed.encoder import KoMiniLMEncoder
-
-    info = index.manifest.model
-    name = model or info.name
-    if not name:
-        raise InputError(f"{index.directory}: the index was built from vectors without a model name; "
-                         "pass a model (--model) or search with vectors")
-    encoder = KoMiniLMEncoder(name, device=device, backend=backend or AUTO)
-    index.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch, name=encoder.model_name)
-    return encoder
-
-
 class Ranking(NamedTuple):
     """What a mode ranked, before documents are read: ``(n, k')`` arrays, row id -1 (score NaN) for no hit.
 
@@ -93,6 +78,118 @@ class RankedIds(NamedTuple):
     scores: np.ndarray
 
 
+@dataclass(frozen=True)
+class Query:
+    """What a search asks, before it is checked against an index.
+
+    ``texts`` and/or ``vectors``: query texts (lexical and hybrid need them), their vectors (dense and
+    hybrid need them; made from the texts when absent), or both, row i of ``vectors`` for ``texts[i]``.
+    ``prompt``: the prompt the query texts are (or were) encoded with; None means the model's query
+    prompt. ``mode`` None: hybrid for texts on an index with a lexical part, else dense.
+    ``dense_weight`` None: the weight the model records. ``filter`` keeps documents whose metadata
+    equals every ``key: value`` (a list value matches any of its items).
+    """
+
+    texts: Sequence[str] | None = None
+    vectors: np.ndarray | None = None
+    k: int = DEFAULT_K
+    mode: str | None = None
+    fusion: str = DEFAULT_FUSION
+    dense_weight: float | None = None
+    filter: dict[str, Any] | None = None
+    prompt: str | None = None
+    ef_search: int | None = None
+    nprobe: int | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A :class:`Query` checked against one index: everything a mode needs, decided once."""
+
+    mode: Mode
+    k: int
+    texts: list[str] | None  # checked non-empty; None for a vectors-only query
+    vectors: np.ndarray | None  # unit float32 (n, dim); None in lexical mode
+    allowed: np.ndarray | None  # row ids the filter matches; None: no filter
+    fusion: str
+    dense_weight: float
+    ef_search: int | None = None
+    nprobe: int | None = None
+
+
+def load_encoder_for(index: Index, model: str | None = None, backend: str | None = None, *,
+                     allow_model_mismatch: bool = False, device: str | None = None):
+    """An encoder for ``index``'s model (the manifest's unless ``model`` overrides it), on ``backend`` (default: auto).
+
+    The backend the index was built with is not reused: every backend gives the same vectors within the
+    fidelity bar (cosine >= 0.9999 for onnx against torch), so a torch-built index is searched with the
+    fast default, and the reverse; the fingerprint check is on the model alone (and its query prompt).
+    """
+    encoder = _load_encoder(index, model, backend, device)
+    _check_encoder(index, encoder, encoder.prompt_for(QUERY), allow_model_mismatch)
+    return encoder
+
+
+def _load_encoder(index: Index, model: str | None, backend: str | None, device: str | None = None):
+    from koembed.encoder import KoMiniLMEncoder
+
+    name = model or index.manifest.model.name
+    if not name:
+        raise InputError(f"{index.directory}: the index was built from vectors without a model name; "
+                         "name a model or search with vectors")
+    return KoMiniLMEncoder(name, device=device, backend=backend or AUTO)
+
+
+def _check_encoder(idx: Index, encoder: Any, prompt: str, allow_model_mismatch: bool) -> None:
+    idx.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch,
+                    name=getattr(encoder, "model_name", None), prompts={QUERY: prompt})
+
+
+def resolve(idx: Index, query: Query, encoder: Any = None, *, allow_model_mismatch: bool = False,
+            batch_size: int = 64, model: str | None = None, backend: str | None = None) -> Resolved:
+    """Check ``query`` against ``idx`` once and make what its mode needs (see the module docstring).
+
+    ``encoder`` encodes the texts (without one, the index's model is loaded, or ``model`` on ``backend``);
+    with ``query.vectors`` given it encodes nothing and only vouches for the vectors' model, which must
+    match the index's. Vectors without an encoder are taken as they are.
+    """
+    if query.k < 1:
+        raise InputError(f"k must be >= 1, got {query.k}")
+    texts = None if query.texts is None else _query_texts(query.texts)
+    vectors = query.vectors
+    if texts is None and vectors is None:
+        raise InputError("no queries given; pass query texts or vectors")
+    if vectors is not None:
+        vectors = np.asarray(vectors)
+        if vectors.size == 0:
+            raise InputError("no queries given; pass at least one query")
+        if texts is not None and len(vectors) != len(texts):
+            raise InputError(f"{len(texts)} query texts but {len(vectors)} query vectors; give one vector per text")
+    mode = resolve_mode(idx, query.mode, has_texts=texts is not None)
+    fusion = check_fusion(query.fusion)
+    weight = None if query.dense_weight is None else check_dense_weight(query.dense_weight)
+    if mode != "lexical":
+        if encoder is None and vectors is None:
+            encoder = _load_encoder(idx, model, backend)
+        if encoder is not None:
+            prompt = query.prompt if query.prompt is not None else _query_prompt(encoder)
+            _check_encoder(idx, encoder, prompt, allow_model_mismatch)
+            if vectors is None:
+                vectors = encoder.encode(texts, batch_size=batch_size, prompt=prompt)
+        vectors = unit_queries(idx, vectors)
+    else:
+        vectors = None
+    if weight is None:
+        weight = dense_weight_for(encoder)
+    allowed = idx.store.filter_row_ids(query.filter) if query.filter else None
+    return Resolved(mode, query.k, texts, vectors, allowed, fusion, weight, query.ef_search, query.nprobe)
+
+
+def _query_prompt(encoder: Any) -> str:
+    prompt_for = getattr(encoder, "prompt_for", None)  # an encoder without prompts (a test's stand-in) uses none
+    return prompt_for(QUERY) if prompt_for is not None else ""
+
+
 def search(
     index: Index | str | os.PathLike,
     queries: list[str] | np.ndarray,
@@ -106,16 +203,20 @@ def search(
     batch_size: int = 64,
     mode: str | None = None,
     dense_weight: float | None = None,
-    fusion: str = "convex",
+    fusion: str = DEFAULT_FUSION,
     fields: Collection[str] = DOC_FIELDS,
+    vectors: np.ndarray | None = None,
+    prompt: str | None = None,
 ) -> list[list[Hit]]:
     """Return, for each query, up to ``k`` hits, best first.
 
-    ``index`` is an open :class:`Index` or a directory (opened read-only for this call). ``mode`` is
-    ``dense`` (cosine similarity; the only mode for query vectors), ``lexical`` (BM25 over the index's
-    analyser; loads no model) or ``hybrid`` (both, fused: :mod:`koembed.index.modes`); None means hybrid
-    for text queries on an index with a lexical part, else dense. Text queries are encoded with ``encoder``
-    or, if None, with the model named in the index manifest; its fingerprint must match the index's unless
+    ``index`` is an open :class:`Index` or a directory (opened read-only for this call). ``queries`` are
+    texts or an array of query vectors; ``vectors`` gives the texts' vectors when the caller has them.
+    ``mode`` is ``dense`` (cosine similarity; the only mode for query vectors alone), ``lexical`` (BM25
+    over the index's analyser; loads no model) or ``hybrid`` (both, fused: :mod:`koembed.index.hybrid`);
+    None means hybrid for text queries on an index with a lexical part, else dense. Text queries are
+    encoded with ``encoder`` or, if None, with the model named in the index manifest, with the model's
+    query prompt (or ``prompt``); its fingerprint and query prompt must match the index's unless
     ``allow_model_mismatch``. Hybrid fuses with ``fusion`` (``convex`` or ``rrf``); ``dense_weight`` (the
     convex weight of the dense side) defaults to the one the model records. ``filter`` keeps documents
     whose metadata equals every ``key: value`` (a list value matches any of its items; ``"1"`` and ``1``
@@ -123,10 +224,28 @@ def search(
     fields to read besides the id (``text``, ``metadata``); hits leave the others empty, which saves most of
     the time a batch search spends after FAISS. :func:`search_ids` returns arrays instead of hits.
     """
+    query = _as_query(queries, k=k, filter=filter, ef_search=ef_search, nprobe=nprobe, mode=mode,
+                      dense_weight=dense_weight, fusion=fusion, vectors=vectors, prompt=prompt)
+    return answer(index, query, encoder, allow_model_mismatch=allow_model_mismatch, batch_size=batch_size,
+                  fields=fields).hits
+
+
+class Answer(NamedTuple):
+    """What :func:`answer` returns: the mode the query ran in, and each query's hits."""
+
+    mode: Mode
+    hits: list[list[Hit]]
+
+
+def answer(index: Index | str | os.PathLike, query: Query, encoder: Any = None, *,
+           allow_model_mismatch: bool = False, batch_size: int = 64, fields: Collection[str] = DOC_FIELDS,
+           model: str | None = None, backend: str | None = None) -> Answer:
+    """:func:`search` for a :class:`Query`, with the mode it ran in (``model``/``backend``: the encoder to load
+    when none is given and the mode needs one)."""
     with _opened(index) as idx:
-        ranking = rank(idx, queries, k, filter, encoder, ef_search, nprobe, allow_model_mismatch=allow_model_mismatch,
-                       batch_size=batch_size, mode=mode, dense_weight=dense_weight, fusion=fusion)
-        return hits_from(idx, ranking, fields=fields)
+        resolved = resolve(idx, query, encoder, allow_model_mismatch=allow_model_mismatch, batch_size=batch_size,
+                           model=model, backend=backend)
+        return Answer(resolved.mode, hits_from(idx, rank(idx, resolved), fields=fields))
 
 
 def search_ids(index: Index | str | os.PathLike, queries: list[str] | np.ndarray, k: int = DEFAULT_K,
@@ -138,11 +257,24 @@ def search_ids(index: Index | str | os.PathLike, queries: list[str] | np.ndarray
     Rows with fewer hits end in None ids and NaN scores. ``options`` are :func:`search`'s (``filter``,
     ``encoder``, ``mode``, ``nprobe``, ...), all but ``fields``.
     """
+    run = {key: options.pop(key) for key in ("encoder", "allow_model_mismatch", "batch_size") if key in options}
+    query = _as_query(queries, k=k, **options)
     with _opened(index) as idx:
-        ranking = rank(idx, queries, k, **options)
+        ranking = rank(idx, resolve(idx, query, run.get("encoder"),
+                                    allow_model_mismatch=run.get("allow_model_mismatch", False),
+                                    batch_size=run.get("batch_size", 64)))
         ids = idx.ext_ids.lookup(ranking.row_ids)
         scores = np.where(np.equal(ids, None), np.nan, ranking.scores).astype(np.float32)
         return RankedIds(ids, scores)
+
+
+def _as_query(queries: Any, *, vectors: np.ndarray | None = None, **fields: Any) -> Query:
+    """The :class:`Query` of :func:`search`'s arguments: an array of queries is vectors, anything else texts."""
+    if isinstance(queries, np.ndarray):
+        if vectors is not None:
+            raise InputError("query vectors given twice (as the queries and as vectors=)")
+        return Query(vectors=queries, **fields)
+    return Query(texts=[queries] if isinstance(queries, str) else list(queries), vectors=vectors, **fields)
 
 
 @contextlib.contextmanager
@@ -158,36 +290,17 @@ def _opened(index: Index | str | os.PathLike) -> Iterator[Index]:
         idx.close()
 
 
-def rank(idx: Index, queries: list[str] | np.ndarray, k: int = DEFAULT_K, filter: dict[str, Any] | None = None,
-         encoder: Any = None, ef_search: int | None = None, nprobe: int | None = None, *,
-         allow_model_mismatch: bool = False, batch_size: int = 64, mode: str | None = None,
-         dense_weight: float | None = None, fusion: str = "convex") -> Ranking:
-    """The ranking :func:`search` and :func:`search_ids` share (arguments as for :func:`search`)."""
-    from koembed.index.modes import dense_weight_for, hybrid_search, lexical_search, resolve_mode
-
-    if k < 1:
-        raise InputError(f"k must be >= 1, got {k}")
-    is_vectors = isinstance(queries, np.ndarray)
-    mode = resolve_mode(idx, "dense" if is_vectors and mode is None else mode)
-    if is_vectors and mode != "dense":
-        raise InputError(f"{mode} search needs query texts; query vectors can only be searched in dense mode")
-    texts = None if is_vectors else _query_texts(queries)
-    if mode == "lexical":
-        scores, row_ids = lexical_search(idx, texts, k, filter)
+def rank(idx: Index, q: Resolved) -> Ranking:
+    """The ranking of a resolved query in its mode, before documents are read."""
+    if q.mode == "lexical":
+        scores, row_ids = lexical_search(idx, q.texts, q.k, q.allowed)
         return Ranking(scores, row_ids, lexical=scores)
-    if is_vectors:
-        if queries.size == 0:
-            raise InputError("no queries given; pass at least one query")
-        vectors = queries
-    else:
-        encoder = _encoder(idx, encoder, allow_model_mismatch)
-        vectors = encoder.encode(texts, batch_size=batch_size)
-    if mode == "dense":
-        scores, row_ids = search_vectors(idx, vectors, k, filter=filter, ef_search=ef_search, nprobe=nprobe)
+    if q.mode == "dense":
+        scores, row_ids = search_unit(idx, q.vectors, q.k, allowed=q.allowed, ef_search=q.ef_search, nprobe=q.nprobe)
         return Ranking(scores, row_ids, dense=scores)
-    weight = dense_weight if dense_weight is not None else dense_weight_for(encoder, idx)
-    fused, row_ids, dense, lexical = hybrid_search(idx, texts, vectors, k, filter=filter, dense_weight=weight,
-                                                   fusion_method=fusion, ef_search=ef_search, nprobe=nprobe)
+    fused, row_ids, dense, lexical = hybrid_search(idx, q.texts, q.vectors, q.k, dense_weight=q.dense_weight,
+                                                   fusion_method=q.fusion, allowed=q.allowed,
+                                                   ef_search=q.ef_search, nprobe=q.nprobe)
     return Ranking(fused, row_ids, dense, lexical, fused)
 
 
@@ -254,70 +367,3 @@ def _query_texts(queries: Any) -> list[str]:
     if empty:
         raise InputError(f"query {empty[0]} is empty; remove empty queries")
     return queries
-
-
-def _encoder(idx: Index, encoder: Any, allow_model_mismatch: bool) -> Any:
-    if encoder is None:
-        return load_encoder_for(idx, allow_model_mismatch=allow_model_mismatch)
-    idx.check_model(encoder.fingerprint, encoder.dim, allow_mismatch=allow_model_mismatch,
-                    name=getattr(encoder, "model_name", None))
-    return encoder
-
-
-def search_vectors(idx: Index, queries: np.ndarray, k: int, *, filter: dict[str, Any] | None = None,
-                   ef_search: int | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS-level search: ``(scores, row_ids)`` arrays of shape ``(n, k')``, row id -1 for no hit."""
-    import faiss
-
-    q = np.asarray(queries, dtype=np.float32)
-    if q.ndim == 1:
-        q = q[None, :]
-    if q.ndim != 2 or q.shape[1] != idx.dim:
-        raise IndexRefusedError(f"{idx.directory}: query vectors of dimension {q.shape[-1]} do not match the "
-                                f"index's {idx.dim}; use the index's model")
-    q = np.ascontiguousarray(l2_normalize(q))
-    n_live = idx.count if (filter or len(idx.tombstones())) else int(idx.faiss.ntotal)
-    empty = (np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64))
-    if n_live == 0:
-        return empty
-    nlist = idx.spec.nlist
-    base_nprobe = nprobe or idx.spec.search_defaults.get("nprobe")
-    base_ef = ef_search or idx.spec.search_defaults.get("efSearch")
-    keep: list[Any] = []  # SWIG selectors must outlive the search call
-    sel = None
-    if filter:
-        match = idx.store.filter_row_ids(filter)
-        if len(match) == 0:
-            return empty
-        n_live = len(match)
-        if idx.spec.is_hnsw and len(match) <= EXACT_FILTER_MAX:
-            return _exact_subset(idx, q, match, min(k, n_live))
-        sel = faiss.IDSelectorBatch(match)
-        keep.append(sel)
-        widen = int(idx.faiss.ntotal) / len(match)  # how much rarer matching documents are
-        if nlist and base_nprobe:
-            base_nprobe = nlist if len(match) <= EXACT_FILTER_MAX else min(nlist, math.ceil(base_nprobe * widen))
-        if base_ef:
-            base_ef = min(MAX_EF_SEARCH, math.ceil(base_ef * widen))
-    elif len(idx.tombstones()):
-        inner = faiss.IDSelectorBatch(idx.tombstones())
-        sel = faiss.IDSelectorNot(inner)
-        keep += [inner, sel]
-    params = search_params(idx.faiss, nprobe=base_nprobe, ef_search=base_ef, sel=sel)
-    kk = min(k, n_live)
-    if params is None:
-        scores, ids = idx.faiss.search(q, kk)
-    else:
-        scores, ids = idx.faiss.search(q, kk, params=params)
-    return scores, ids
-
-
-def _exact_subset(idx: Index, q: np.ndarray, row_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Score ``q`` against the stored vectors of ``row_ids`` exactly (HNSW keeps the full vectors)."""
-    vecs = idx.faiss.reconstruct_batch(row_ids)
-    sims = q @ vecs.T
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(sims.shape[1]),
-                                                                                           (len(q), 1))
-    top_s = np.take_along_axis(sims, top, axis=1)
-    order = np.argsort(-top_s, axis=1, kind="stable")
-    return np.take_along_axis(top_s, order, axis=1), row_ids[np.take_along_axis(top, order, axis=1)]

@@ -23,6 +23,22 @@ import numpy as np
 from koembed.errors import InputError
 
 RRF_K = 60
+# The fusion methods by name, and the one used when none is named (measured best, docs/search.md).
+METHODS = ("convex", "rrf")
+DEFAULT = "convex"
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise InputError(f"unknown fusion {method!r}; choose one of: {', '.join(METHODS)}")
+    return method
+
+
+def check_dense_weight(weight: float) -> float:
+    """``weight`` as a float if it is a dense weight (within [0, 1]); the one range check for every caller."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+        raise InputError(f"the dense weight must be a number within [0, 1], got {weight!r}")
+    return float(weight)
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -38,8 +54,7 @@ def zscore(scores: np.ndarray) -> np.ndarray:
 
 def convex(dense: np.ndarray, lexical: np.ndarray, dense_weight: float) -> np.ndarray:
     """``W * z(dense) + (1 - W) * z(lexical)`` (for W 0 or 1 exactly one side's z, since z + 0.0 == z)."""
-    if not 0.0 <= dense_weight <= 1.0:
-        raise InputError(f"--dense-weight must be within [0, 1], got {dense_weight}")
+    check_dense_weight(dense_weight)
     return dense_weight * zscore(dense) + (1.0 - dense_weight) * zscore(lexical)
 
 

@@ -90,7 +90,7 @@ async def search(body: SearchRequest, request: Request) -> Response:
              responses=ERRORS, summary="OpenAI-compatible embeddings")
 async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    return _json(await service(request).embeddings(texts, body.encoding_format, body.dimensions))
+    return _json(await service(request).embeddings(texts, body.encoding_format, body.dimensions, body.input_type))
 
 
 @router.post("/encode", response_model=EncodeResponse, tags=["embeddings"], dependencies=POST, responses=ERRORS,

@@ -11,8 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
+from koembed.index.modes import DEFAULT_FUSION, FUSIONS, MODES
+
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
-Mode = Literal["hybrid", "dense", "lexical"]
+# The names come from koembed.index.modes and koembed.lexical.fusion (one home each); pydantic needs Literals.
+Mode = Literal[MODES]  # type: ignore[valid-type]
+FusionName = Literal[FUSIONS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -28,8 +32,8 @@ class SearchRequest(_Strict):
                                                 "it has a lexical part, else dense). /info lists each index's modes.")
     dense_weight: float | None = Field(None, ge=0.0, le=1.0, description="Hybrid only: the dense side's weight "
                                        "in the fusion (default: the one the model records).")
-    fusion: Literal["convex", "rrf"] | None = Field(None, description="Hybrid only: how the two sides are fused "
-                                                                      "(default: convex).")
+    fusion: FusionName | None = Field(None, description="Hybrid only: how the two sides are fused "
+                                                        f"(default: {DEFAULT_FUSION}).")
     filters: dict[str, Scalar | list[Scalar]] | None = Field(
         None, description="Metadata filter: every key must equal its value (a list matches any of its values).",
         examples=[{"lang": "ko", "year": [2023, 2024]}])
@@ -79,6 +83,9 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: lists of numbers; base64: little-endian float32 bytes, base64-encoded.")
     dimensions: int | None = Field(None, description="Must equal the model's dimension if given (no shortening).")
+    input_type: Literal["query", "document"] | None = Field(
+        None, description="koembed: encode the inputs as search queries or as documents, with the model's prompt "
+                          "for that role (for example 'query: ' / 'passage: '); default: the model's default prompt.")
     user: str | None = None
 
     @field_validator("input", mode="before")

@@ -17,28 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from koembed.backends.prompts import QUERY
 from koembed.index.modes import MODES
+from koembed.model_names import public_model_name
 from koembed.server.api_errors import ApiError
 from koembed.server.batcher import EncodeBatcher, Encoded
 from koembed.server.config import ServeConfig
 from koembed.server.registry import IndexRegistry
 from koembed.server.schemas import SearchRequest
 from koembed.text import normalize
-
-
-class _Precomputed:
-    """An encoder stand-in that returns the query vectors the batcher already computed."""
-
-    def __init__(self, texts: list[str], vectors: np.ndarray, encoder: Any) -> None:
-        self._rows = {t: i for i, t in enumerate(texts)}
-        self._vectors = vectors
-        self.fingerprint = encoder.fingerprint
-        self.dim = encoder.dim
-        self.model_name = encoder.model_name
-        self.source = getattr(encoder, "source", None)  # hybrid mode reads the dense weight the model records
-
-    def encode(self, texts: list[str], batch_size: int = 64, **_: Any) -> np.ndarray:
-        return self._vectors[[self._rows[t] for t in texts]]
 
 
 def _score(value: Any) -> float | None:
@@ -52,17 +39,18 @@ def _hit_dict(hit: Any) -> dict[str, Any]:
 
 
 def _search_on(index: Any, queries: list[str], vectors: np.ndarray | None, *, k: int,
-               filters: dict[str, Any] | None, options: dict[str, Any], model: Any,
+               filters: dict[str, Any] | None, options: dict[str, Any], model: Any, prompt: str,
                allow_model_mismatch: bool) -> tuple[str, list[list[dict[str, Any]]]]:
-    """On the generation's worker thread: the mode this index answers in, and the hits of each query."""
-    from koembed.index import search
-    from koembed.index.modes import resolve_mode
+    """On the generation's worker thread: the mode this index answers in, and the hits of each query.
 
-    options = dict(options)
-    mode = resolve_mode(index, options.pop("mode"))
-    encoder = _Precomputed(queries, vectors, model) if vectors is not None else None
-    results = search(index, queries, k=k, filter=filters, encoder=encoder, allow_model_mismatch=allow_model_mismatch,
-                     mode=mode, **options)
+    The batcher's vectors go with the texts; ``model`` encodes nothing here, it vouches for them (its
+    fingerprint and query prompt are checked against the index's, and it gives the hybrid weight).
+    """
+    from koembed.index.query import Query, answer
+
+    query = Query(texts=queries, vectors=vectors, k=k, filter=filters, prompt=prompt, **options)
+    mode, results = answer(index, query, model if vectors is not None else None,
+                           allow_model_mismatch=allow_model_mismatch)
     return mode, [[_hit_dict(h) for h in hits] for hits in results]
 
 
@@ -97,16 +85,27 @@ class Service:
                 raise ApiError(422, f"{field}[{i}]: empty text", f"{field}[{i}]", "empty")
 
     # -- encoding ----------------------------------------------------------------------------------------
-    async def encode(self, texts: list[str], field: str, *, count_tokens: bool = True) -> Encoded:
+    async def encode(self, texts: list[str], field: str, *, count_tokens: bool = True,
+                     prompt: str | None = None) -> Encoded:
+        """Vectors of ``texts`` with ``prompt`` (None: the model's default prompt), from the shared batcher."""
         self.check_texts(texts, field)
-        return await asyncio.wrap_future(self.batcher.submit(texts, count_tokens=count_tokens))
+        if prompt is None:
+            prompt = self.encoder.prompts.resolve() if hasattr(self.encoder, "prompts") else ""
+        return await asyncio.wrap_future(self.batcher.submit(texts, count_tokens=count_tokens, prompt=prompt))
 
-    async def embeddings(self, texts: list[str], encoding_format: str, dimensions: int | None) -> dict[str, Any]:
-        """The body of an OpenAI embeddings response."""
+    def role_prompt(self, input_type: str | None) -> str | None:
+        """The prompt of an ``input_type`` (``query``, ``document``; None: the model's default)."""
+        if input_type is None:
+            return None
+        return self.encoder.prompt_for(input_type) if hasattr(self.encoder, "prompt_for") else ""
+
+    async def embeddings(self, texts: list[str], encoding_format: str, dimensions: int | None,
+                         input_type: str | None = None) -> dict[str, Any]:
+        """The body of an OpenAI embeddings response; ``input_type`` picks the query or document prompt."""
         if dimensions is not None and dimensions != self.encoder.dim:
             raise ApiError(422, f"dimensions: this model gives {self.encoder.dim}-dimensional vectors and cannot "
                            f"shorten them; omit dimensions or send {self.encoder.dim}", "dimensions", "unsupported")
-        enc = await self.encode(texts, "input")
+        enc = await self.encode(texts, "input", prompt=self.role_prompt(input_type))
         if encoding_format == "base64":  # OpenAI's: the little-endian float32 bytes of each vector
             rows = enc.vectors.astype("<f4", copy=False)
             embeddings: list[Any] = [base64.b64encode(r.tobytes()).decode("ascii") for r in rows]
@@ -114,13 +113,14 @@ class Service:
             embeddings = enc.vectors.tolist()
         return {"object": "list",
                 "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(embeddings)],
-                "model": self.encoder.model_name,
+                "model": public_model_name(self.encoder.model_name),
                 "usage": {"prompt_tokens": enc.tokens, "total_tokens": enc.tokens},
                 "truncated": enc.truncated}
 
     async def encode_plain(self, texts: list[str]) -> dict[str, Any]:
         enc = await self.encode(texts, "texts")
-        return {"model": self.encoder.model_name, "fingerprint": self.encoder.fingerprint, "dim": self.encoder.dim,
+        return {"model": public_model_name(self.encoder.model_name), "fingerprint": self.encoder.fingerprint,
+                "dim": self.encoder.dim,
                 "vectors": enc.vectors.tolist(), "tokens": enc.tokens, "truncated": enc.truncated}
 
     # -- search ------------------------------------------------------------------------------------------
@@ -146,27 +146,28 @@ class Service:
             raise ApiError(422, f"k: must be between 1 and {self.config.max_k} (max_k), got {req.k}", "k",
                            "out_of_range")
         summaries = {s.name: s for s in self.registry.summaries()}
-        if req.mode in ("hybrid", "lexical"):
-            missing = [n for n in names if not summaries[n].lexical]
+        if req.mode is not None:  # each generation's modes were resolved by the library when it was opened
+            missing = [n for n in names if req.mode not in summaries[n].modes]
             if missing:
                 raise ApiError(422, f"mode: index {missing[0]!r} has no lexical part, so {req.mode} search cannot "
-                               "run on it; use dense, or add the lexical part (koembed add-lexical) and restart",
-                               "mode", "unsupported")
+                               f"run on it; use {' or '.join(summaries[missing[0]].modes)}, or add the lexical part "
+                               "(koembed add-lexical) and restart", "mode", "unsupported")
         if req.mode != "hybrid" and (req.dense_weight is not None or req.fusion is not None):
             field = "dense_weight" if req.dense_weight is not None else "fusion"
             raise ApiError(422, f"{field}: only hybrid search fuses; send mode: hybrid", field, "unsupported")
         queries = list(req.queries)
         self.check_texts(queries, "queries")
         vectors = None
+        prompt = self.role_prompt(QUERY) or ""
         if req.mode != "lexical":  # hybrid and dense need the query vectors; lexical loads no model
-            vectors = (await asyncio.wrap_future(self.batcher.submit(queries))).vectors
+            vectors = (await asyncio.wrap_future(self.batcher.submit(queries, prompt=prompt))).vectors
         options: dict[str, Any] = {"mode": req.mode}
         if req.dense_weight is not None:
             options["dense_weight"] = req.dense_weight
         if req.fusion is not None:
             options["fusion"] = req.fusion
         filters = dict(req.filters) if req.filters else None
-        run = partial(_search_on, k=req.k, filters=filters, options=options, model=self.encoder,
+        run = partial(_search_on, k=req.k, filters=filters, options=options, model=self.encoder, prompt=prompt,
                       allow_model_mismatch=self.config.allow_model_mismatch)
         # Requests with equal keys ask the same of an index and may share one search call.
         key = json.dumps([req.k, filters, options], sort_keys=True)
@@ -190,7 +191,7 @@ class Service:
         e = self.encoder
         c = self.config
         return {"version": __version__,
-                "model": {"name": e.model_name, "fingerprint": e.fingerprint, "dim": e.dim,
+                "model": {"name": public_model_name(e.model_name), "fingerprint": e.fingerprint, "dim": e.dim,
                           "max_seq_length": e.max_seq_length, "backend": e.backend_name},
                 "modes": list(MODES),
                 "indexes": [s.as_dict() for s in self.registry.summaries()],
