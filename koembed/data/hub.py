@@ -7,6 +7,7 @@ is how this path is tested offline.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from koembed.data.catalogue import HubSource
@@ -38,11 +39,16 @@ def _load(source: HubSource, split: str | None = None):
     except ImportError:
         raise HubUnavailable(source, "the datasets package is not installed (pip install datasets)") from None
     options = {"revision": source.revision} if source.revision else {}
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry warnings; a failure is reported once, below
     try:
         return load_dataset(source.path, source.config, split=split, **options)
     except Exception as exc:  # offline, missing or gated: one line says which
         _FAILED[key] = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise HubUnavailable(source, _FAILED[key]) from None
+    finally:
+        hub_log.setLevel(level)
 
 
 def hub_split(source: HubSource, split: str, rows_kind: str, report: RowReport | None = None) -> list[dict]:
