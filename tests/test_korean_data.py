@@ -358,3 +358,23 @@ def test_int8_calibration_sentences_come_from_the_catalogue(data_dir: Path, tmp_
     monkeypatch.setenv("KOEMBED_DATA_DIR", str(tmp_path))  # no data there, and the Hub is offline in tests
     with pytest.raises(KoembedError, match="calibration needs Korean sentences: korsts train: .*; or use quantization"):
         _calibration_texts(6)
+
+
+def test_a_failed_hub_dataset_is_not_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    from koembed.data.catalogue import HubSource
+    from koembed.data.hub import HubUnavailable, hub_split
+
+    calls = []
+
+    def unreachable(*args, **kwargs):
+        calls.append(args)
+        raise ConnectionError("Couldn't reach the Hub\nsecond line")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    source = HubSource(f"someone/{tmp_path.name}")  # a fresh id: nothing remembered from other tests
+    for split in ("train", "dev", "train"):
+        with pytest.raises(HubUnavailable, match="could not be loaded: Couldn't reach the Hub$"):
+            hub_split(source, split, "sts")
+    assert len(calls) == 1
