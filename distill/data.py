@@ -293,36 +293,52 @@ def open_batches(sources: list[str], tokenizer: Any, max_length: int, batch_size
         source = prefetch((ids, mask, st.to_dict(), 0) for ids, mask, st in stream)
 
     def batches() -> Iterator[tuple[Any, Any, StreamState]]:
-        for ids, mask, st, sub in source:
-            tracker["streams"][sub] = st
-            tracker["next"] = (sub + 1) % n
-            yield ids, mask, StreamState.from_dict(st)
+        try:
+            for ids, mask, st, sub in source:
+                tracker["streams"][sub] = st
+                tracker["next"] = (sub + 1) % n
+                yield ids, mask, StreamState.from_dict(st)
+        finally:  # closing the batches stops (and waits for) the tokenising thread
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     return batches(), lambda: {"streams": list(tracker["streams"]), "next": tracker["next"]}
 
 
+PREFETCH_THREAD = "distill-prefetch"
+PREFETCH_JOIN_S = 30.0  # the thread stops after the item it is making (a batch: milliseconds)
+
+
 def prefetch(iterable: Iterator, depth: int = 4) -> Iterator:
-    """Run ``iterable`` on a daemon thread, ``depth`` items ahead; its exceptions re-raise here."""
+    """Run ``iterable`` on a daemon thread, ``depth`` items ahead; its exceptions re-raise here.
+
+    Closing the returned generator (or exhausting it) stops the thread and waits for it.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
+    def offer(entry: tuple[Any, BaseException | None]) -> bool:
+        """Queue ``entry`` unless the consumer has stopped (then False): never blocks past a stop."""
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer((item, None)):
                     return
-            q.put((done, None))
+            offer((done, None))
         except BaseException as exc:  # handed to the consumer
-            q.put((done, exc))
+            offer((done, exc))
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, name=PREFETCH_THREAD, daemon=True)
     thread.start()
     try:
         while True:
@@ -334,3 +350,5 @@ def prefetch(iterable: Iterator, depth: int = 4) -> Iterator:
             yield item
     finally:
         stop.set()
+        # Wait for it: a thread still building tensors while the interpreter shuts down can abort the process.
+        thread.join(PREFETCH_JOIN_S)

@@ -154,57 +154,63 @@ def run_loop(cfg: LoopConfig, accelerator: Any, model: Any, step_fn: Callable, t
     batches, position = open_batches(cfg.corpus, tokenizer, cfg.max_length, cfg.batch_size,
                                      accelerator.process_index, accelerator.num_processes, cfg.text_field, cfg.shard,
                                      cfg.data_workers, data_position)
-    device = accelerator.device
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=cfg.quiet or not accelerator.is_local_main_process,
-               desc="train", unit="step", dynamic_ncols=True)
-    model.train()
-    names: list[str] | None = None
-    sums, last_log, t_log, tok_log = None, None, time.perf_counter(), tokens
-    start = time.perf_counter()
-    while step < cfg.max_steps:
-        for micro in range(cfg.grad_accum):
-            ids, mask, st = next(batches)
-            ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-            # Gradients are all-reduced once per optimizer step, on the last micro-batch.
-            sync = micro == cfg.grad_accum - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                loss = step_fn(model, ids, mask)
-                accelerator.backward(loss.total / cfg.grad_accum)
-            values = torch.stack([loss.total, *loss.parts.values(), *loss.pairs.values()]).detach().float()
-            names = names or ["loss", *loss.parts, *(f"pair_{k}" for k in loss.pairs)]
-            sums = values if sums is None else sums + values
-            tokens += ids.numel() * accelerator.num_processes
-        lr = scheduler.get_last_lr()[0]
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            mean = accelerator.reduce(sums / cfg.grad_accum, reduction="mean").tolist()
-            now = time.perf_counter()
-            record = {"step": step, **{k: round(v, 6) for k, v in zip(names, mean, strict=True)}, "lr": lr,
-                      "grad_norm": float(grad_norm), "tokens": tokens,
-                      "tokens_per_s": round((tokens - tok_log) / max(now - t_log, 1e-9), 1),
-                      "elapsed_s": round(now - start, 2), "epoch": st.epoch}
-            t_log, tok_log, last_log = now, tokens, record
-            if accelerator.is_main_process:
-                with (out / LOG_FILE).open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-        sums = None
-        if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-            data = gather_object([position()])
-            save_checkpoint(accelerator, out, step, {"tokens": tokens, "shard": cfg.shard, "data": data},
-                            cfg.keep_checkpoints)
-    bar.close()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _publish(out, save_final)
-        atomic_write_text(out / FINAL_FILE, json.dumps(last_log or {}, indent=2) + "\n")
-        write_loss_plot(out / LOG_FILE, out / PLOT_FILE)
-    accelerator.wait_for_everyone()
+    try:
+        device = accelerator.device
+        bar = tqdm(total=cfg.max_steps, initial=step, disable=cfg.quiet or not accelerator.is_local_main_process,
+                   desc="train", unit="step", dynamic_ncols=True)
+        model.train()
+        names: list[str] | None = None
+        sums, last_log, t_log, tok_log = None, None, time.perf_counter(), tokens
+        start = time.perf_counter()
+        while step < cfg.max_steps:
+            for micro in range(cfg.grad_accum):
+                ids, mask, st = next(batches)
+                ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+                # Gradients are all-reduced once per optimizer step, on the last micro-batch.
+                sync = micro == cfg.grad_accum - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    loss = step_fn(model, ids, mask)
+                    accelerator.backward(loss.total / cfg.grad_accum)
+                values = torch.stack([loss.total, *loss.parts.values(), *loss.pairs.values()]).detach().float()
+                names = names or ["loss", *loss.parts, *(f"pair_{k}" for k in loss.pairs)]
+                sums = values if sums is None else sums + values
+                tokens += ids.numel() * accelerator.num_processes
+            lr = scheduler.get_last_lr()[0]
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                mean = accelerator.reduce(sums / cfg.grad_accum, reduction="mean").tolist()
+                now = time.perf_counter()
+                record = {"step": step, **{k: round(v, 6) for k, v in zip(names, mean, strict=True)}, "lr": lr,
+                          "grad_norm": float(grad_norm), "tokens": tokens,
+                          "tokens_per_s": round((tokens - tok_log) / max(now - t_log, 1e-9), 1),
+                          "elapsed_s": round(now - start, 2), "epoch": st.epoch}
+                t_log, tok_log, last_log = now, tokens, record
+                if accelerator.is_main_process:
+                    with (out / LOG_FILE).open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            sums = None
+            if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+                data = gather_object([position()])
+                save_checkpoint(accelerator, out, step, {"tokens": tokens, "shard": cfg.shard, "data": data},
+                                cfg.keep_checkpoints)
+        bar.close()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            _publish(out, save_final)
+            atomic_write_text(out / FINAL_FILE, json.dumps(last_log or {}, indent=2) + "\n")
+            write_loss_plot(out / LOG_FILE, out / PLOT_FILE)
+        accelerator.wait_for_everyone()
+    finally:
+        # Stop the tokenising thread and tear the process group down while the interpreter is whole: a gloo
+        # group left to interpreter shutdown can abort a rank ("terminate called without an active exception").
+        batches.close()
+        accelerator.end_training()
     return last_log or {}
 
 

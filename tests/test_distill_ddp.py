@@ -64,3 +64,41 @@ def test_two_process_ddp_matches_one_process(teacher_dir, distill_corpus, tmp_pa
     # Gradient accumulation (2 micro-batches of 2) is the same optimizer step again.
     accum = _single(teacher_dir, distill_corpus, tmp_path / "accum", student, batch_size=2, grad_accum=2)
     assert accum == pytest.approx(one, rel=1e-4)
+
+
+def test_a_run_ends_its_process_group_and_its_data_thread(teacher_dir, distill_corpus, tmp_path, monkeypatch):
+    """The cause of a rank aborting at exit ("terminate called without an active exception"): a gloo process
+    group, and a tokenising thread, left for interpreter shutdown to tear down. A run now ends both itself."""
+    import threading
+
+    from accelerate import Accelerator
+
+    from distill.data import PREFETCH_THREAD
+
+    ended = []
+    original = Accelerator.end_training
+    monkeypatch.setattr(Accelerator, "end_training", lambda self: (ended.append(True), original(self))[1])
+    student = write_student_config(tmp_path / "s.json")
+    _single(teacher_dir, distill_corpus, tmp_path / "out", student, batch_size=2, grad_accum=1)
+    assert ended == [True]
+    assert not [t for t in threading.enumerate() if t.name == PREFETCH_THREAD and t.is_alive()]
+
+
+def test_closing_prefetch_stops_a_producer_blocked_on_a_full_queue():
+    import threading
+    import time
+
+    from distill.data import PREFETCH_THREAD, prefetch
+
+    def endless():
+        while True:
+            yield b"batch"
+
+    before = {t for t in threading.enumerate() if t.name == PREFETCH_THREAD}
+    it = prefetch(endless(), depth=2)
+    assert next(it) == b"batch"
+    time.sleep(0.3)  # the producer fills the queue and waits on it
+    t0 = time.perf_counter()
+    it.close()
+    assert time.perf_counter() - t0 < 5
+    assert not [t for t in threading.enumerate() if t.name == PREFETCH_THREAD and t not in before and t.is_alive()]
