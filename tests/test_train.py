@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from koembed.errors import InputError
-from koembed.training.run import CONFIG_NAME, RESULTS_NAME, StageConfig, TrainConfig, train
+from koembed.training.run import CONFIG_NAME, RESULTS_NAME, StageConfig, TrainConfig, _check_output, train
 
 DEV_SLICE = 300
 SENTENCES = ["한 남자가 기타를 치고 있다.", "비행기가 이륙하고 있다.", "여자가 양파를 썰고 있다.", "고양이가 잔다."]
@@ -209,7 +209,8 @@ def test_a_run_that_failed_on_its_data_can_be_rerun(tiny_bert_dir: Path, data_di
     # rerun with other settings, with and without --resume.
     out.mkdir()
     (out / CONFIG_NAME).write_text(cfg.with_overrides(data_dir=str(tmp_path), seed=1).to_json(), encoding="utf-8")
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / CONFIG_NAME).write_text("{}", encoding="utf-8")
+    _check_output(again, cfg.with_overrides(output_dir=str(again)))  # without --resume: not refused either
     assert train(cfg.with_overrides(resume=True)).stages["sts"]["steps"] == 2
-    (tmp_path / "again").mkdir()
-    (tmp_path / "again" / CONFIG_NAME).write_text("{}", encoding="utf-8")
-    assert train(cfg.with_overrides(output_dir=str(tmp_path / "again"))).stages["sts"]["steps"] == 2

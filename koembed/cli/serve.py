@@ -41,6 +41,8 @@ def serve_cmd(
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (torch backend)."),
     allow_model_mismatch: bool = typer.Option(False, "--allow-model-mismatch",
                                               help="Serve indexes built with another model."),
+    allow_writes: bool = typer.Option(False, "--allow-writes", help="Enable the write API (add, replace and delete "
+                                      "documents over HTTP); needs --api-key."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
 ) -> None:
     """Serve indexes over HTTP: POST /search, POST /v1/embeddings (OpenAI shape), POST /encode, GET /info,
@@ -51,5 +53,5 @@ def serve_cmd(
                          max_k=max_k, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
                          encode_batch=encode_batch, max_batch_texts=max_batch_texts, workers=workers,
                          reload_check_s=reload_check_s, backend=backend, device=device,
-                         allow_model_mismatch=allow_model_mismatch)
+                         allow_model_mismatch=allow_model_mismatch, allow_writes=allow_writes)
     serve(indexes or None, model, config, quiet=quiet)

@@ -37,6 +37,9 @@ class ServeConfig:
     backend: str | None = None  # inference backend for the model (default: auto, onnx when installed)
     device: str | None = None
     allow_model_mismatch: bool = False  # serve indexes built with another model (dense scores then mean little)
+    # The write API (POST /v1/indexes/{index}/documents[/delete], koembed.server.documents): off by default, and
+    # only with an API key, so that a write is never open to whoever can reach the port.
+    allow_writes: bool = False
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -53,6 +56,9 @@ class ServeConfig:
                              f"got {self.cors_origin!r}")
         if self.api_key == "":
             self.api_key = None
+        if self.allow_writes and self.api_key is None:
+            raise InputError("serve config: allow_writes needs an API key (--api-key or KOEMBED_API_KEY): writes are "
+                             "never open to whoever can reach the port")
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()
                                              and " " not in self.api_key):
             raise InputError("serve config: api_key must be printable ASCII without spaces (it is sent in an HTTP "

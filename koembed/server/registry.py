@@ -54,9 +54,13 @@ class IndexSummary:
         return "lexical" in self.modes
 
     def as_dict(self) -> dict[str, Any]:
+        from koembed.model_names import public_model_name
+
         m = self.manifest
+        # The model by name: a client learns nothing of the server's folders (koembed.model_names).
+        model = m.model.as_dict() | {"name": public_model_name(m.model.name)}
         return {"name": self.name, "generation": self.generation, "count": self.count, "type": m.spec,
-                "index_type": m.index_type, "dim": m.dim, "model": m.model.as_dict(), "updated": m.updated,
+                "index_type": m.index_type, "dim": m.dim, "model": model, "updated": m.updated,
                 "modes": self.modes, "default_mode": self.default_mode}
 
 
@@ -154,6 +158,10 @@ class IndexRegistry:
     @property
     def names(self) -> list[str]:
         return list(self._entries)
+
+    def path_of(self, name: str) -> Path:
+        """The folder of index ``name`` (for the server's own writes; never sent to a client)."""
+        return self._entries[name].path
 
     def summaries(self) -> list[IndexSummary]:
         with self._lock:

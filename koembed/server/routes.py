@@ -15,7 +15,9 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from koembed.server.api_errors import ApiError
+from koembed.server.documents import DocumentWriter
 from koembed.server.schemas import (
+    DeleteRequest,
     EmbeddingsRequest,
     EmbeddingsResponse,
     EncodeRequest,
@@ -23,8 +25,13 @@ from koembed.server.schemas import (
     ErrorResponse,
     Health,
     InfoResponse,
+    ModelCard,
+    ModelList,
     SearchRequest,
     SearchResponse,
+    UpsertRequest,
+    WriteResponse,
+    is_token_array,
 )
 from koembed.server.service import Service
 
@@ -89,8 +96,58 @@ async def search(body: SearchRequest, request: Request) -> Response:
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"], dependencies=POST,
              responses=ERRORS, summary="OpenAI-compatible embeddings")
 async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
+    if is_token_array(body.input):
+        raise ApiError(400, "input: token arrays (lists of token ids) are not accepted: this server's model has its "
+                       "own tokenizer, so send the text. LangChain's OpenAIEmbeddings sends token arrays unless "
+                       "check_embedding_ctx_length=False (docs/serve.md)", "input", "token_arrays")
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     return _json(await service(request).embeddings(texts, body.encoding_format, body.dimensions, body.input_type))
+
+
+@router.get("/v1/models", response_model=ModelList, tags=["embeddings"], dependencies=[Depends(require_token)],
+            responses={401: ERRORS[401]}, summary="OpenAI-compatible model list: the one model this server has")
+async def models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(request)]}
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard,
+            tags=["embeddings"], dependencies=[Depends(require_token)], responses={401: ERRORS[401], 404: ERRORS[404]},
+            summary="OpenAI-compatible model lookup")
+async def model(model_id: str, request: Request) -> dict[str, Any]:
+    card = _model_card(request)
+    if model_id != card["id"]:
+        raise ApiError(404, f"model {model_id!r}: this server has one model, {card['id']!r}", "model", "unknown_model")
+    return card
+
+
+def _model_card(request: Request) -> dict[str, Any]:
+    from koembed.model_names import public_model_name
+
+    return {"id": public_model_name(service(request).encoder.model_name), "object": "model", "created": 0,
+            "owned_by": "koembed"}
+
+
+WRITE_ERRORS = ERRORS | {403: {"model": ErrorResponse, "description": "Writes are off (--allow-writes)"},
+                         409: {"model": ErrorResponse, "description": "Another process is writing the index"}}
+
+
+@router.post("/v1/indexes/{index}/documents", response_model=WriteResponse, tags=["write"], dependencies=POST,
+             responses=WRITE_ERRORS, summary="Add or replace documents (needs --allow-writes and the API key)")
+async def upsert_documents(index: str, body: UpsertRequest, request: Request) -> Response:
+    return _json(await _writer(request).upsert(service(request), index, list(body.documents)))
+
+
+@router.post("/v1/indexes/{index}/documents/delete", response_model=WriteResponse, tags=["write"], dependencies=POST,
+             responses=WRITE_ERRORS, summary="Delete documents by id (needs --allow-writes and the API key)")
+async def delete_documents(index: str, body: DeleteRequest, request: Request) -> Response:
+    return _json(await _writer(request).delete(service(request), index, list(body.ids)))
+
+
+def _writer(request: Request) -> DocumentWriter:
+    state = request.app.state
+    if getattr(state, "document_writer", None) is None:
+        state.document_writer = DocumentWriter()
+    return state.document_writer
 
 
 @router.post("/encode", response_model=EncodeResponse, tags=["embeddings"], dependencies=POST, responses=ERRORS,

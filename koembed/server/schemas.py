@@ -77,9 +77,12 @@ class EmbeddingsRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    input: str | list[StrictStr] = Field(..., description="A text or a list of texts (token arrays are not "
-                                                          "accepted).", examples=["안녕하세요"])
-    model: str | None = Field(None, description="Ignored: the server has one model, named in the response.")
+    # Token arrays pass validation so that the route can refuse them with a 400 that says what to send instead.
+    input: str | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+        ..., description="A text or a list of texts. Token arrays (OpenAI's lists of token ids) are refused with a "
+                         "400: this server's model has its own tokenizer; send the text.", examples=["안녕하세요"])
+    model: str | None = Field(None, description="Ignored: the server has one model, named in the response and in "
+                                                "/v1/models.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: lists of numbers; base64: little-endian float32 bytes, base64-encoded.")
     dimensions: int | None = Field(None, description="Must equal the model's dimension if given (no shortening).")
@@ -91,11 +94,21 @@ class EmbeddingsRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _texts_only(cls, value: Any) -> Any:
+        if is_token_array(value):
+            return value
         if isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
-            raise ValueError("must be a string or a list of strings; token arrays are not accepted, send the text")
+            raise ValueError("must be a string or a list of strings")
         if not isinstance(value, str | list):
             raise ValueError("must be a string or a list of strings")
         return value
+
+
+def is_token_array(value: Any) -> bool:
+    """Whether an embeddings ``input`` is OpenAI's token form: a list of ints, or a list of such lists."""
+    def ints(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+
+    return isinstance(value, list) and bool(value) and (ints(value) or all(ints(v) for v in value))
 
 
 class Embedding(BaseModel):
@@ -175,3 +188,41 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+# -- /v1/models (OpenAI's shape) ---------------------------------------------------------------------------
+class ModelCard(BaseModel):
+    id: str = Field(..., description="The model's name (koembed's name, a Hub id, or a model folder's name).")
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "koembed"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# -- the write API (/v1/indexes/{index}/documents; off unless --allow-writes) -------------------------------
+class Document(_Strict):
+    id: StrictStr = Field(..., description="The document's id; an existing id is replaced.")
+    text: StrictStr
+    metadata: dict[str, Any] | None = Field(None, description="A JSON object stored with the document (filters).")
+
+
+class UpsertRequest(_Strict):
+    documents: list[Document] = Field(..., min_length=1, description="Documents to add or replace (at most "
+                                      "max_batch).", examples=[[{"id": "d1", "text": "서울은 맑음"}]])
+
+
+class DeleteRequest(_Strict):
+    ids: list[StrictStr] = Field(..., min_length=1, description="Ids to delete; unknown ids are ignored.")
+
+
+class WriteResponse(BaseModel):
+    index: str
+    added: int = 0
+    replaced: int = 0
+    removed: int = 0
+    generation: int = Field(..., description="The generation the write committed (now served).")
+    count: int = Field(..., description="Documents in that generation.")
