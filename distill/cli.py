@@ -20,7 +20,9 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on ``app`` when imported.
-COMMAND_MODULES: list[str] = ["distill.commands_distill", "distill.bench.commands", "distill.recipe.commands"]
+COMMAND_MODULES: list[str] = [
+    "distill.commands_distill", "distill.bench.commands", "distill.recipe.commands", "distill.recipe.e5_vocab",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

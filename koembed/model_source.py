@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import ModelNotFoundError
+from koembed.model_card import MODEL_CARD
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_NAME = "kominilm-nano-sts"
@@ -26,7 +27,7 @@ _FINGERPRINT_SKIP_DIRS = {"onnx", ".cache", "runs", "eval", "checkpoints"}
 # Run logs and configs saved beside a model describe how it was made, not what it computes.
 _FINGERPRINT_SKIP_FILES = {
     "README.md", "koembed_train_config.json", "eval_results.json", "trainer_state.json", "distill_config.json",
-    "mlm_config.json", "final_losses.json", "stage.json", "koembed_model.json", "log.jsonl",
+    "mlm_config.json", "final_losses.json", "stage.json", MODEL_CARD, "log.jsonl",
 }
 
 
@@ -42,9 +43,24 @@ def default_model() -> str:
     return os.environ.get("KOEMBED_MODEL") or str(PACKAGE_MODELS / DEFAULT_MODEL_NAME)
 
 
+def model_names() -> list[str]:
+    """The names koembed resolves without a path: the models in the package and the importable ones."""
+    from koembed.importers.named import IMPORTED_MODELS
+
+    shipped = sorted(p.name for p in PACKAGE_MODELS.iterdir() if (p / "modules.json").is_file())
+    return shipped + sorted(IMPORTED_MODELS)
+
+
 def resolve_model(model: str | os.PathLike | None = None) -> ModelSource:
-    """Find ``model`` locally or on the Hub; raise :class:`ModelNotFoundError` naming what was tried."""
+    """Find ``model`` by name, locally or on the Hub; raise :class:`ModelNotFoundError` naming what was tried.
+
+    A name (no "/") of a model in the package or of an importable one (``e5-small-ko``) is resolved first and
+    recorded as that name, so an index built here finds its model from another environment or container.
+    """
     name = str(model) if model is not None else default_model()
+    named = _named_model(name)
+    if named is not None:
+        return named
     tried: list[str] = []
     local = Path(name).expanduser()
     if local.exists():
@@ -81,6 +97,19 @@ def _named_folder(name: str) -> Path | None:
     from koembed.importers.named import IMPORTED_MODELS, ensure_imported_model
 
     return ensure_imported_model(name) if name in IMPORTED_MODELS else None
+
+
+def _named_model(name: str) -> ModelSource | None:
+    if "/" in name or os.sep in name or name.startswith("."):
+        return None
+    shipped = PACKAGE_MODELS / name
+    if (shipped / "modules.json").is_file():
+        return ModelSource(name=name, path=shipped, kind="sentence-transformers")
+    from koembed.importers.named import IMPORTED_MODELS, ensure_imported_model
+
+    if name in IMPORTED_MODELS:
+        return ModelSource(name=name, path=ensure_imported_model(name), kind="sentence-transformers")
+    return None
 
 
 def _looks_like_hub_id(name: str) -> bool:
