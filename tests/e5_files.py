@@ -26,7 +26,7 @@ def q4_0(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     scale[scale == 0] = 1.0
     q = np.clip(np.round(v / scale) + 8, 0, 15).astype(np.uint8)
     out = bytearray()
-    for row, s in zip(q, scale[:, 0]):
+    for row, s in zip(q, scale[:, 0], strict=False):
         out += np.float16(s).tobytes()
         out += bytes((row[:16] | (row[16:] << 4)).astype(np.uint8))
     return bytes(out), ((q.astype(np.float32) - 8) * scale).reshape(-1)

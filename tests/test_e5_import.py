@@ -100,7 +100,7 @@ def _numpy_forward(e5, ids: np.ndarray) -> np.ndarray:
     x = ln(x, "emb.ln.w", "emb.ln.b")
     gelu = np.vectorize(lambda v: 0.5 * v * (1 + erf(v / np.sqrt(2))))
     for i in range(h.layers):
-        lin = lambda a, n, o, k: a @ t(f"l{i}.{n}.w", (o, k)).T + t(f"l{i}.{n}.b")  # noqa: E731
+        lin = lambda a, n, o, k, i=i: a @ t(f"l{i}.{n}.w", (o, k)).T + t(f"l{i}.{n}.b")  # noqa: E731
         q, k, v = (lin(x, n, H, H).reshape(len(ids), nh, -1).transpose(1, 0, 2) for n in ("q", "k", "v"))
         a = q @ k.transpose(0, 2, 1) / np.sqrt(H // nh)
         a = np.exp(a - a.max(-1, keepdims=True))

@@ -22,7 +22,7 @@ def build_e5_tokenizer(pieces: Sequence[str], scores: Sequence[float], norm_map:
     """A ``tokenizers.Tokenizer`` for these pieces (their ids are their positions)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    vocab = [(p, float(s)) for p, s in zip(pieces, scores)]
+    vocab = [(p, float(s)) for p, s in zip(pieces, scores, strict=True)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=unk_id, byte_fallback=False))
     tok.normalizer = normalizers.Sequence([
         normalizers.Precompiled(build_precompiled_charsmap(norm_map)),
