@@ -184,7 +184,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     data_dir = resolve_data_dir(config.data_dir)
     todo = [s for s in config.stages if not (config.resume and (_final(out, s) / "modules.json").is_file())]
     reports = {stage: RowReport() for stage in todo}
-    datasets = {stage: _stage_data(stage, config, data_dir, reports[stage]) for stage in todo}
+    stage_data = {stage: _stage_data(stage, config, data_dir, reports[stage]) for stage in todo}
     dev_rows = _dev_rows(config, data_dir)
     for task in _score_tasks(config):  # the scores measured at the end: their data must be there too
         load_sts_pairs(task, data_dir, max_samples=2, use_hub=config.use_hub)
@@ -201,11 +201,11 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> TrainResult:
     summary: dict[str, Any] = {"stages": {}}
     for stage in config.stages:
         final = _final(out, stage)
-        if stage not in datasets:  # finished in the run being resumed
+        if stage not in stage_data:  # finished in the run being resumed
             model = _load(final, config)
             summary["stages"][stage] = json.loads((final / "stage.json").read_text(encoding="utf-8"))
             continue
-        summary["stages"][stage] = _run_stage(stage, model, config, datasets[stage], reports[stage], dev, out,
+        summary["stages"][stage] = _run_stage(stage, model, config, stage_data[stage], reports[stage], dev, out,
                                               callbacks)
         if main:
             model.save(str(final), create_model_card=False)
