@@ -51,9 +51,9 @@ def task_data(task: str, data_dir: str | Path | None = None, half: str | None = 
     """A retrieval task's data, optionally one half of KorQuAD dev and/or its first ``max_samples`` queries."""
     if half is not None:
         if find_task(task).name != "korquad-retrieval":
-            raise InputError(f"--half applies to korquad-retrieval only, not {task}")
+            raise InputError(f"a half (--half) applies to korquad-retrieval only, not {task}")
         if half not in HALVES:
-            raise InputError(f"--half must be one of {', '.join(HALVES)}, not {half!r}")
+            raise InputError(f"half (--half) must be one of {', '.join(HALVES)}, not {half!r}")
         data = korquad_halves(data_dir)[half]
     else:
         data = load_retrieval_data(task, data_dir)

@@ -157,11 +157,7 @@ def test_tsv_and_txt_inputs(tmp_path, tiny_st_dir, capsys):
 
 @pytest.mark.slow
 def test_search_with_the_onnx_backend_never_imports_torch(tmp_path, built, tiny_st_dir):
-    pytest.importorskip("onnxruntime")
-    from koembed.backends import BACKENDS
-
-    if "onnx" not in BACKENDS:
-        pytest.skip("no onnx backend registered")
+    pytest.importorskip("onnxruntime")  # the onnx backend is always registered; only its runtime may be missing
     from koembed.encoder import KoMiniLMEncoder
 
     cache = tmp_path / "cache"
@@ -180,3 +176,26 @@ def test_search_with_the_onnx_backend_never_imports_torch(tmp_path, built, tiny_
     lines = r.stdout.strip().splitlines()
     assert lines[-1] == "NO-TORCH"
     assert json.loads(lines[0])["hits"][0]["id"] == "e1"
+
+
+def test_an_unknown_backend_is_bad_usage_whichever_command_names_it(tmp_path, capsys):
+    docs = tmp_path / "docs.txt"
+    docs.write_text("한 줄\n", encoding="utf-8")
+    codes = {
+        "index": main(["index", str(docs), "-o", str(tmp_path / "ix"), "--backend", "onnxx"]),
+        "encode": main(["encode", str(docs), "-o", str(tmp_path / "v.npy"), "--backend", "onnxx"]),
+    }
+    assert codes == {"index": 2, "encode": 2}  # the index path said 1 (any other error) before
+    assert capsys.readouterr().err.count("unknown backend 'onnxx'") == 2
+
+
+def test_building_from_vectors_into_an_existing_index_names_the_index(tmp_path):
+    from koembed.errors import IndexRefusedError
+    from koembed.scale.index_build import VectorIndexConfig, build_index_from_vectors
+
+    Index.create(tmp_path / "ix", 4, index_type="flat", analyser=None).close()
+    with pytest.raises(IndexRefusedError) as refused:
+        build_index_from_vectors(VectorIndexConfig(vectors=[str(tmp_path / "vectors")], output=str(tmp_path / "ix")))
+    message = str(refused.value)
+    assert "{out}" not in message and f"koembed index FILE -o {tmp_path / 'ix'}" in message
+    assert "--" not in message  # a library message names no CLI flag

@@ -18,8 +18,8 @@ from index_fixtures import DIM, vectors
 from koembed.cli import main
 from koembed.errors import IndexRefusedError, InputError
 from koembed.index import Index, search
-from koembed.index.files import MANIFEST
-from koembed.lexical import tables
+from koembed.index import lexical_tables as tables
+from koembed.index.layout import MANIFEST
 from koembed.lexical.analysers import get_analyser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -302,7 +302,7 @@ def test_hybrid_with_the_embedded_model_is_not_worse_than_lexical_on_korquad(tmp
 def test_a_text_longer_than_the_lexical_part_reads_is_cut_and_counted(tmp_path, tiny_encoder, monkeypatch, capsys):
     """The analyser reads MAX_CHARS characters of a text; the rest is not searchable lexically, and every
     build path says how many texts were cut (the stored text stays whole)."""
-    import koembed.lexical.part as part
+    import koembed.index.lexical_part as part
 
     monkeypatch.setattr(part, "MAX_CHARS", 40)
     long = "가" * 30 + " 사과나무 " + "나" * 30 + " 바다거북"  # the second word starts after 40 characters

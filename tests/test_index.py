@@ -18,7 +18,7 @@ from index_fixtures import DIM, EVERY_TYPE, build, exact_top, queries, recall_at
 import koembed.index.spec as spec_module
 from koembed.errors import IndexRefusedError, InputError
 from koembed.index import Index, resolve_spec, search
-from koembed.index.files import MANIFEST, STORE
+from koembed.index.layout import MANIFEST, STORE
 from koembed.index.manifest import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -314,3 +314,10 @@ def test_manifest_file_format_is_unchanged_and_unknown_keys_survive(tmp_path):
     (d / MANIFEST).write_text(json.dumps(on_disk))
     with pytest.raises(IndexRefusedError, match="manifest lacks dim"):
         Index.open(d)
+
+
+def test_add_vectors_reports_the_same_counts_for_an_empty_call(tmp_path):
+    with Index.create(tmp_path / "ix", DIM, index_type="flat") as index:
+        empty = index.add_vectors([], np.zeros((0, DIM), np.float32), [])
+        full = index.add_vectors(["a"], vectors(1), ["가나다"])
+    assert empty.keys() == full.keys() and empty == {"added": 0, "replaced": 0, "lexical_cut": 0}

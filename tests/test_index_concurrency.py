@@ -8,7 +8,7 @@ from index_fixtures import build, vectors
 
 import koembed.index.core as core_module
 from koembed.index import Index, search
-from koembed.index.files import faiss_file_name
+from koembed.index.layout import faiss_file_name
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from index_fixtures import DIM, build, vectors
 from koembed.cli import main
 from koembed.errors import IndexRefusedError, WriteError
 from koembed.index import Index
-from koembed.index.files import CREATING, MANIFEST, STORE
+from koembed.index.layout import CREATING, MANIFEST, STORE
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from koembed.errors import InputError, MissingExtraError
-from koembed.lexical import fusion, tables
+from koembed.index import lexical_tables as tables
+from koembed.lexical import fusion
 from koembed.lexical.analysers import ANALYSERS, bigram_tokens, get_analyser
 from koembed.lexical.bm25 import BM25Matrix
 
@@ -236,3 +237,34 @@ def test_rrf_order_on_a_hand_made_example() -> None:
     # equal fused scores: lower row id first
     tied = fusion.rrf(np.array([1.0, np.nan]), np.array([np.nan, 1.0]), rows[:2])
     assert tied[0] == tied[1] and rows[fusion.order(tied, rows[:2])].tolist() == [1, 2]
+
+
+# -- the engine without an index -------------------------------------------------------------------------------
+ENGINE_DOCS = ["서울 날씨가 맑고 따뜻합니다", "부산 바다는 오늘 파도가 높다", "서울 지하철 요금이 올랐다",
+               "맛있는 한국 음식 목록", "한국 음식 중에서 김치가 제일 맛있다", "", "!!!", "서울 서울 서울 날씨"]
+ENGINE_QUERIES = ["서울 날씨", "한국 음식", "파도", "없는 단어"]
+
+
+def test_the_engine_without_an_index_ranks_as_an_index_lexical_part_does(tmp_path):
+    from koembed.evaluate import RetrievalData
+    from koembed.index import Index, search
+    from koembed.lexical.engine import BM25
+    from koembed.search_eval import evaluate_search
+
+    engine = BM25.from_texts(ENGINE_DOCS, "bigram")
+    rows, scores = engine.search(ENGINE_QUERIES, 5)
+    with Index.create(tmp_path / "ix", 4, index_type="flat") as ix:
+        ix.add_vectors([f"d{i}" for i in range(len(ENGINE_DOCS))], np.eye(4, dtype=np.float32)[
+            np.arange(len(ENGINE_DOCS)) % 4], ENGINE_DOCS)
+        hits = search(ix, ENGINE_QUERIES, k=5, mode="lexical")
+        for r, s, h in zip(rows, scores, hits, strict=True):
+            assert [f"d{i}" for i in r.tolist()] == [x.id for x in h]
+            np.testing.assert_allclose(s, [x.score for x in h], rtol=1e-6)
+        assert len(rows[3]) == 0  # no shared token: no hit, as in the index
+        data = RetrievalData({f"d{i}": t for i, t in enumerate(ENGINE_DOCS)},
+                             {f"q{i}": q for i, q in enumerate(ENGINE_QUERIES)},
+                             {"q0": {"d0"}, "q1": {"d4"}, "q2": {"d1"}, "q3": {"d2"}})
+        via_index = evaluate_search(data, index=ix, mode="lexical")
+    alone = evaluate_search(data, mode="lexical")  # no index and no model: the engine alone
+    assert alone["mode"] == "lexical" and {k: alone[k] for k in ("mrr@10", "recall@1", "ndcg@10")} == pytest.approx(
+        {k: via_index[k] for k in ("mrr@10", "recall@1", "ndcg@10")})

@@ -34,8 +34,12 @@ class FakeEncoder:
         out[:, 1] = [ord(t[0]) for t in texts]
         return out
 
-    def token_lengths(self, texts):
-        return np.array([len(t) + 2 for t in texts])  # as if each character were a token, plus [CLS]/[SEP]
+    def encode_with_stats(self, texts, batch_size=64, prompt=None):
+        from koembed.encoder import EncodeStats, Encoding
+
+        texts = [(prompt or "") + t for t in texts]
+        lengths = np.array([len(t) + 2 for t in texts])  # as if each character were a token, plus [CLS]/[SEP]
+        return Encoding(self.encode(texts, batch_size), EncodeStats(texts=len(texts)), lengths, prompt or "")
 
 
 def test_waiting_requests_share_one_forward_pass_and_get_their_own_rows():
@@ -183,3 +187,22 @@ def test_a_failing_merged_search_fails_each_of_its_requests():
         assert worker.call(lambda: 42).result(5) == 42  # the worker lives on
     finally:
         worker.stop()
+
+
+def test_requests_with_other_prompts_get_their_own_forward_pass_and_token_counts():
+    enc = FakeEncoder()
+    b = EncodeBatcher(enc, max_batch_texts=100)
+    try:
+        enc.gate.clear()
+        first = b.submit(["가"])
+        assert enc.entered.wait(5)  # the worker is busy: the next three requests queue up together
+        queries = [b.submit(["나"], prompt="q: ", count_tokens=True), b.submit(["다라"], prompt="q: ")]
+        document = b.submit(["마"], prompt="d: ", count_tokens=True)
+        enc.gate.set()
+        first.result(5)
+        assert queries[0].result(5).vectors[0, 0] == len("q: 나") and document.result(5).vectors[0, 0] == len("d: 마")
+        assert enc.calls == [["가"], ["q: 나", "q: 다라"], ["d: 마"]]  # one forward pass per prompt
+        # Token counts come with the vectors (one tokenisation): "q: 나" is 4 + 2 tokens, cut to max_seq_length 5.
+        assert (queries[0].result(5).tokens, queries[0].result(5).truncated) == (5, 1)
+    finally:
+        b.close()

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from koembed.atomic import atomic_write_text
+from koembed.model_card import MODEL_CARD
 
-CARD_JSON = "koembed_model.json"
+CARD_JSON = MODEL_CARD  # koembed.model_card names it and reads it
 
 
 def _fp16_safetensors(path: Path) -> None:

@@ -61,7 +61,7 @@ def write_documents(data_dir: Path, out: Path, limit: int | None) -> int:
 def build(inp: Path, out: Path, encoder, lexical: bool) -> tuple[float, float, float]:
     """Build the index; returns (wall seconds, seconds inside the lexical part, seconds encoding)."""
     from koembed.index import IndexConfig, build_index
-    from koembed.lexical.part import LexicalPart
+    from koembed.index.lexical_part import LexicalPart
 
     spent = {"lexical": 0.0, "encode": 0.0}
 
@@ -132,7 +132,7 @@ def bm25s_time(index_dir: Path, queries: list[str], repeat: int) -> tuple[float,
 def bm25_build_memory(index_dir: Path, n_docs: int) -> dict[str, float]:
     """Peak memory of building the BM25 matrix of ``n_docs`` documents (the index's token lists, repeated)."""
     from koembed.index import Index
-    from koembed.lexical import tables
+    from koembed.index import lexical_tables as tables
     from koembed.lexical.bm25 import BM25Matrix
 
     with Index.open(index_dir) as ix:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from koembed.evaluate import ranking_metrics
-from koembed.lexical import tables
+from koembed.index import lexical_tables as tables
 from koembed.lexical.analysers import ANALYSERS, Analyser
 from koembed.lexical.bm25 import K1, B, BM25Matrix
 from koembed.paths import data_dir as default_data_dir

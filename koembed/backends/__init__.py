@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from koembed.backends.tokens import Tokens
-from koembed.errors import KoembedError, MissingExtraError
+from koembed.errors import InputError, KoembedError, MissingExtraError
 from koembed.model_source import ModelSource
 
 # name -> "module:factory"; factories take (source, device, max_seq_length, **options).
@@ -81,10 +81,11 @@ def _installed(module: str) -> bool:
 def load_backend(
     name: str, source: ModelSource, device: str | None, max_seq_length: int | None, **options: Any
 ) -> Backend:
-    """Instantiate backend ``name`` (``auto`` resolved by :func:`resolve_backend`); unknown names list the choices."""
+    """Instantiate backend ``name`` (``auto`` resolved by :func:`resolve_backend`); an unknown name is bad input
+    (:class:`~koembed.errors.InputError`, exit 2, as everywhere else a backend is named) listing the choices."""
     name = resolve_backend(name, source, device)
     if name not in BACKENDS:
-        raise KoembedError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
+        raise InputError(f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
     module_name, attr = BACKENDS[name].split(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)

@@ -84,7 +84,7 @@ def index_cmd(
     if input is None:
         raise InputError("no documents given: pass INPUT (or --from-vectors DIR)")
     from koembed.index import build_index
-    from koembed.lexical.part import add_hint
+    from koembed.index.modes import add_lexical_hint
 
     config = IndexConfig(input=input, output=output, model=model, backend=backend, index_type=index_type, fmt=fmt,
                          text_field=text_field, id_field=id_field, metadata_field=metadata_field, skip_bad=skip_bad,
@@ -101,11 +101,11 @@ def index_cmd(
             print(f"note: {note}", file=sys.stderr)
         if r.analyser is None and lexical:
             print(f"note: this index has no lexical part, so it searches in dense mode only; add one without "
-                  f"re-encoding: {add_hint(r.directory)}", file=sys.stderr)
+                  f"re-encoding: {add_lexical_hint(r.directory)}", file=sys.stderr)
 
 
 def lexical_cut_note(n: int) -> str:
-    from koembed.lexical.part import MAX_CHARS
+    from koembed.index.lexical_part import MAX_CHARS
 
     return (f"{n} texts are longer than the lexical index reads ({MAX_CHARS:,} characters): words after that are "
             "not found by lexical search (the full text is stored and encoded)")

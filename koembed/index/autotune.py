@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from koembed.index.manifest import Calibration
 from koembed.index.spec import CALIBRATION_RECALL, IndexSpec, new_faiss_index, tune_training
 
 TARGET_RECALL = 0.95  # recall@10 against exact search that auto promises
@@ -45,7 +46,7 @@ LOSSY_SLACK = 0.005
 class Choice:
     spec: IndexSpec
     index: Any  # a trained, empty FAISS index for ``spec``, ids = row ids (see new_faiss_index)
-    calibration: dict[str, Any]
+    calibration: Calibration
 
 
 def choose(proposed: IndexSpec, x: np.ndarray, dim: int) -> Choice:
@@ -76,8 +77,8 @@ def choose(proposed: IndexSpec, x: np.ndarray, dim: int) -> Choice:
     ivf_s = _best_time(lambda: index.search(queries, K, params=_params(nprobe)))
     speedup = flat_s / ivf_s if ivf_s > 0 else float("inf")
     flat_affordable = ",Flat" in proposed.factory  # IVF-SQ8 was proposed because float vectors do not fit
-    measured = {"target_recall_at_10": TARGET_RECALL, "calibrated_to": CALIBRATION_RECALL, "sample": len(base),
-                "queries": n_queries,
+    measured = {"target_recall_at_10": CALIBRATION_RECALL, "promised_recall_at_10": TARGET_RECALL,
+                "sample": len(base), "queries": n_queries,
                 "min_speedup": MIN_SPEEDUP,
                 "candidates": [{"spec": "Flat", "recall_at_10": 1.0, "speedup_vs_flat": 1.0},
                                {"spec": proposed.factory, "nprobe": nprobe, "recall_at_10": round(recall, 4),

@@ -29,11 +29,11 @@ from koembed.backends.prompts import DOCUMENT
 from koembed.corpus import CorpusStats, Record, detect_format, iter_records
 from koembed.errors import IndexRefusedError
 from koembed.index.core import Index
-from koembed.index.files import MANIFEST
+from koembed.index.layout import MANIFEST
+from koembed.index.modes import add_lexical_hint
 from koembed.index.spec import resolve_spec
 from koembed.index.store import metadata_json
 from koembed.lexical.analysers import DEFAULT_ANALYSER, get_analyser
-from koembed.lexical.part import add_hint
 
 
 @dataclass
@@ -78,7 +78,7 @@ class BuildResult:
     duplicates: int = 0  # records whose id an earlier record of the input had: the last one is kept
     duplicate_locations: list[str] = field(default_factory=list)
     truncated: int = 0  # texts longer than the model reads (see EncodeStats.truncated)
-    lexical_cut: int = 0  # texts longer than the lexical part reads (koembed.lexical.part.MAX_CHARS)
+    lexical_cut: int = 0  # texts longer than the lexical part reads (koembed.index.lexical_part.MAX_CHARS)
     unknown: int = 0  # texts with words the model cannot read ([UNK] tokens)
     analyser: str | None = None  # the index's lexical analyser; None: the index has no lexical part
 
@@ -101,8 +101,9 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
     try:
         if existing is not None and config.analyser is not None:
             if existing.lexical is None:
-                raise IndexRefusedError(f"{out}: has no lexical part, so --analyser does not apply; add one "
-                                        f"without re-encoding: {add_hint(out)} --analyser {config.analyser}")
+                raise IndexRefusedError(f"{out}: has no lexical part, so an analyser (--analyser) does not apply; "
+                                        f"add one without re-encoding: {add_lexical_hint(out)} "
+                                        f"--analyser {config.analyser}")
             existing.lexical.check_analyser(config.analyser, out)
         with _readable_input(config) as path:
             # A full validation pass first: malformed input is refused before anything is written.
@@ -121,7 +122,7 @@ def build_index(config: IndexConfig, encoder: Any = None, *, quiet: bool = True,
                 _check_trainable(config, total, encoder.dim)
             elif config.index_type not in ("auto", existing.manifest.index_type, existing.manifest.spec):
                 raise IndexRefusedError(f"{out}: is a {existing.manifest.spec} index; it keeps its type "
-                                        f"(--index-type {config.index_type} applies to new indexes only)")
+                                        f"(index type {config.index_type}, --index-type, applies to new indexes only)")
             index = existing or Index.create(out, encoder.dim, index_type=config.index_type,
                                              expected_count=total, model_name=encoder.model_name,
                                              model_fingerprint=encoder.fingerprint, backend=encoder.backend_name,
@@ -148,7 +149,7 @@ def _check_trainable(config: IndexConfig, total: int, dim: int) -> None:
     spec = resolve_spec(config.index_type, total, dim, config.memory_budget)
     if spec.min_train() > 1 and total < spec.min_train():
         raise IndexRefusedError(f"{config.input}: {total} documents are too few to train {spec.factory} (needs "
-                                f"{spec.min_train()}); use --index-type flat or a smaller IVF")
+                                f"{spec.min_train()}); use index type flat (--index-type flat) or a smaller IVF")
 
 
 def _records(config: IndexConfig, path: str, stats: CorpusStats) -> Iterator[Record]:

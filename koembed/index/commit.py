@@ -1,25 +1,13 @@
 """The commit protocol of an index: how a writer's changes become one durable generation, or none.
 
-Layout of an index directory::
+The steps, in order, are :data:`koembed.index.layout.COMMIT_STEPS` (the FAISS file, the lexical part's
+BM25 file when documents changed, then ONE SQLite transaction naming both with their checksums: the
+commit point; then ``manifest.json``; then the files of generation g-1 go).
 
-    manifest.json          format, model name and fingerprint, dim, metric, spec, count, file checksums
-    docs.sqlite            documents (string id <-> int64 row id, text, metadata) + the committed manifest
-    index.000042.faiss     the FAISS index of generation 42 (ids = row ids)
-
-A commit (generation g -> g+1) happens in this order:
-
-1. the FAISS index is written to a new file ``index.{g+1}.faiss`` (temp file, fsync, rename);
-2. the document changes and the new manifest (naming that file and its checksum) commit in ONE SQLite
-   transaction: this is the commit point;
-3. ``manifest.json`` is rewritten atomically (a copy for people and tools: koembed reads the store's);
-4. the files of generation g-1 are deleted; g's stay one more commit, for readers that took their
-   snapshot just before this commit and have not opened them yet.
-
-``kill -9`` before step 2 leaves generation g intact (the WAL's uncommitted frames are ignored; the new
-FAISS file is an orphan, deleted on the next write). After step 2 the store already describes g+1 and
-its FAISS file is complete; the next writer rewrites ``manifest.json``. Either way the index opens in a
-consistent state. A read-only Index is a snapshot of one generation (see :meth:`Index.open` and
-:meth:`Index.refresh`; docs/index.md, *Readers during writes*).
+``kill -9`` before the commit point leaves generation g intact (the WAL's uncommitted frames are
+ignored; the new files are orphans, deleted on the next write). After it the store already describes
+g+1 and its files are complete; the next writer rewrites ``manifest.json``. Either way the index opens
+in a consistent state.
 """
 
 from __future__ import annotations
@@ -30,27 +18,17 @@ from collections.abc import Iterator
 
 from koembed.atomic import atomic_path, atomic_write_text
 from koembed.index.failures import writing
-from koembed.index.files import (
-    CREATING,
-    MANIFEST,
-    STORE,
-    faiss_file_name,
-    file_checksum,
-    lexical_file_name,
-    lists_file_name,
-    lists_file_of,
-    now,
-    read_faiss,
-    read_lexical,
-    remove_orphans,
-)
+from koembed.index.files import file_checksum, now, remove_orphans
+from koembed.index.generations import lists_file_of, read_faiss, read_lexical
+from koembed.index.layout import CREATING, MANIFEST, STORE, faiss_file_name, lexical_file_name, lists_file_name
 from koembed.index.spec import (
     apply_search_defaults,
 )
+from koembed.index.state import IndexState
 
 
-class CommitProtocol:
-    """Mixed into :class:`koembed.index.core.Index`."""
+class CommitProtocol(IndexState):
+    """The commit protocol over the state of :class:`~koembed.index.state.IndexState` (see the module docstring)."""
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:

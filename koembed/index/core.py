@@ -1,16 +1,11 @@
 """A persistent, crash-safe vector index: a directory holding a FAISS file, a SQLite store and a manifest.
 
-Layout of an index directory::
-
-    manifest.json          format, model name and fingerprint, dim, metric, spec, count, file checksums
-    docs.sqlite            documents (string id <-> int64 row id, text, metadata) + the committed manifest
-    index.000042.faiss     the FAISS index of generation 42 (ids = row ids)
-    lexical.000042.safetensors   the BM25 matrix of the lexical part (koembed.lexical)
-
+The directory's files and the commit protocol's steps are named in :mod:`koembed.index.layout`.
 :class:`Index` is split by job: opening, snapshots and reads here; the changes a writer makes in
-:mod:`koembed.index.writes`; how they become durable (the commit protocol) in :mod:`koembed.index.commit`.
-A read-only Index is a snapshot of one generation (see :meth:`Index.open` and :meth:`Index.refresh`;
-docs/index.md, *Readers during writes*).
+:mod:`koembed.index.writes`; how they become durable (the commit protocol) in :mod:`koembed.index.commit`;
+the state all three share is declared in :class:`koembed.index.state.IndexState`. A read-only Index is a
+snapshot of one generation (see :meth:`Index.open` and :meth:`Index.refresh`; docs/index.md, *Readers
+during writes*).
 """
 
 from __future__ import annotations
@@ -19,29 +14,19 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from koembed.errors import IndexRefusedError, InputError
-from koembed.index.commit import CommitProtocol
 from koembed.index.ext_ids import ExtIds
 from koembed.index.failures import writing
-from koembed.index.files import (
-    CREATING,
-    MANIFEST,
-    STORE,
-    abandon_new_index,
-    load_generation,
-    lock_dir,
-    now,
-    prepare_new_index,
-    read_manifest,
-    unlock_dir,
-)
-from koembed.index.manifest import Manifest, ModelInfo
+from koembed.index.files import abandon_new_index, lock_dir, now, prepare_new_index, read_manifest, unlock_dir
+from koembed.index.generations import load_generation
+from koembed.index.layout import CREATING, MANIFEST, STORE
+from koembed.index.lexical_part import new_info
+from koembed.index.manifest import Calibration, LexicalInfo, Manifest, ModelInfo
 from koembed.index.spec import (
-    IndexSpec,
     can_remove,
     new_faiss_index,
     resolve_spec,
@@ -49,10 +34,33 @@ from koembed.index.spec import (
 from koembed.index.store import DocStore
 from koembed.index.writes import IndexWrites
 from koembed.lexical.analysers import DEFAULT_ANALYSER
-from koembed.lexical.part import new_info
 
 
-class Index(IndexWrites, CommitProtocol):
+class IndexInfo(TypedDict):
+    """What :meth:`Index.info` returns: the manifest's facts, live counts, and the files on disk."""
+
+    directory: str
+    count: int  # live documents
+    spec: str  # the FAISS factory string
+    index_type: str  # as requested (auto, an alias or a factory string)
+    dim: int
+    model: dict[str, Any]  # ModelInfo.as_dict(): name, fingerprint, backend (and prompts when it has any)
+    metric: str
+    spec_reason: str
+    calibration: Calibration | None
+    search_defaults: dict[str, int]
+    ntotal: int  # vectors in FAISS (live + tombstones)
+    tombstones: int
+    generation: int
+    created: str
+    updated: str
+    lexical: LexicalInfo | None
+    sizes: dict[str, int]  # file name -> bytes
+    roles: dict[str, str]  # file name -> what it is (manifest, documents, generation N, ...)
+    total_bytes: int
+
+
+class Index(IndexWrites):
     """An open index directory. Use :meth:`create` or :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, directory: Path, manifest: Manifest, store: DocStore, faiss_index: Any,
@@ -61,7 +69,7 @@ class Index(IndexWrites, CommitProtocol):
         self.manifest = manifest
         self.store = store
         self.faiss = faiss_index
-        self.lexical = lexical  # koembed.lexical.part.LexicalPart, or None for an index without a lexical part
+        self.lexical = lexical  # koembed.index.lexical_part.LexicalPart, or None for an index without a lexical part
         self.writable = writable
         self._lock_fd = lock_fd
         self._dirty = False
@@ -183,48 +191,12 @@ class Index(IndexWrites, CommitProtocol):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- properties ----------------------------------------------------------------------------------
-    @property
-    def dim(self) -> int:
-        return int(self.manifest.dim)
-
-    @property
-    def count(self) -> int:
-        return self.store.count()
-
-    @property
-    def spec(self) -> IndexSpec:
-        return IndexSpec(self.manifest.spec, dict(self.manifest.search_defaults))
-
-    @property
-    def generation(self) -> int:
-        return int(self.manifest.generation)
-
-    @property
-    def has_changes(self) -> bool:
-        """Whether there are changes that :meth:`commit` has not yet made durable."""
-        return self._dirty
-
-    @property
-    def is_trained(self) -> bool:
-        return bool(self.faiss.is_trained)
-
-    def tombstones(self) -> np.ndarray:
-        if self._tombstones_cache is None:
-            self._tombstones_cache = self.store.tombstones()
-        return self._tombstones_cache
-
     # -- refusals ------------------------------------------------------------------------------------
     def check_model(self, fingerprint: str | None, dim: int | None = None, *, allow_mismatch: bool = False,
                     name: str | None = None, prompts: dict[str, str] | None = None) -> None:
         """Refuse a model (or prompts) whose vectors would not be comparable with the index's."""
         self.manifest.check_model(self.directory, fingerprint, dim, allow_mismatch=allow_mismatch, name=name,
                                   prompts=prompts)
-
-    # -- writes --------------------------------------------------------------------------------------
-    def _require_writable(self) -> None:
-        if not self.writable:
-            raise IndexRefusedError(f"{self.directory}: opened read-only; open with writable=True to change it")
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, ext_id: str) -> dict[str, Any] | None:
@@ -235,7 +207,7 @@ class Index(IndexWrites, CommitProtocol):
         _, text, meta = found[str(ext_id)]
         return {"id": str(ext_id), "text": text, "metadata": json.loads(meta)}
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> IndexInfo:
         """The manifest plus live counts and on-disk sizes."""
         sizes = {}
         for p in sorted(self.directory.iterdir()):
@@ -244,13 +216,12 @@ class Index(IndexWrites, CommitProtocol):
                     sizes[p.name] = p.stat().st_size
         m = self.manifest
         roles = {name: _file_role(name, m) for name in sizes}
-        return {"directory": str(self.directory), "count": self.count, "spec": m.spec, "index_type": m.index_type,
-                "dim": self.dim, "model": m.model.as_dict(), "metric": m.metric,
-                "spec_reason": m.spec_reason, "calibration": m.calibration,
-                "search_defaults": dict(m.search_defaults), "ntotal": int(self.faiss.ntotal),
-                "tombstones": int(len(self.tombstones())), "generation": self.generation,
-                "created": m.created, "updated": m.updated, "lexical": m.lexical,
-                "sizes": sizes, "roles": roles, "total_bytes": sum(sizes.values())}
+        return IndexInfo(directory=str(self.directory), count=self.count, spec=m.spec, index_type=m.index_type,
+                         dim=self.dim, model=m.model.as_dict(), metric=m.metric, spec_reason=m.spec_reason,
+                         calibration=m.calibration, search_defaults=dict(m.search_defaults),
+                         ntotal=int(self.faiss.ntotal), tombstones=int(len(self.tombstones())),
+                         generation=self.generation, created=m.created, updated=m.updated, lexical=m.lexical,
+                         sizes=sizes, roles=roles, total_bytes=sum(sizes.values()))
 
 
 def _file_role(name: str, manifest: Manifest) -> str:

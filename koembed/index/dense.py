@@ -26,15 +26,19 @@ EXACT_FILTER_MAX = 10_000
 MAX_EF_SEARCH = 4096
 
 
-def unit_queries(idx: Index, queries: np.ndarray) -> np.ndarray:
-    """``queries`` as a C-contiguous float32 ``(n, dim)`` array of unit vectors; a dimension mismatch is refused."""
+def unit_queries(idx: Index, queries: np.ndarray, *, unit: bool = False) -> np.ndarray:
+    """``queries`` as a C-contiguous float32 ``(n, dim)`` array of unit vectors; a dimension mismatch is refused.
+
+    ``unit``: they are unit vectors already (an encoder that normalises made them), so they are not
+    normalised again.
+    """
     q = np.asarray(queries, dtype=np.float32)
     if q.ndim == 1:
         q = q[None, :]
     if q.ndim != 2 or q.shape[1] != idx.dim:
         raise IndexRefusedError(f"{idx.directory}: query vectors of dimension {q.shape[-1]} do not match the "
                                 f"index's {idx.dim}; use the index's model")
-    return np.ascontiguousarray(l2_normalize(q))
+    return np.ascontiguousarray(q if unit else l2_normalize(q))
 
 
 def search_vectors(idx: Index, queries: np.ndarray, k: int, *, filter: dict[str, Any] | None = None,

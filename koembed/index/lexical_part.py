@@ -1,7 +1,7 @@
 """The lexical part of an index: what the manifest records, the tokens in the store, the BM25 file.
 
 An index with a lexical part has, in its manifest, ``"lexical": {"analyser", "k1", "b", "file",
-"documents", "vocabulary", "postings"}``; in its SQLite store the tables of :mod:`koembed.lexical.tables`;
+"documents", "vocabulary", "postings"}``; in its SQLite store the tables of :mod:`koembed.index.lexical_tables`;
 and beside the FAISS file a ``lexical.{generation}.safetensors`` BM25 matrix (:mod:`koembed.lexical.bm25`).
 
 It follows the index's commit protocol (koembed/index/core.py): a document's tokens are inserted and
@@ -22,8 +22,9 @@ import numpy as np
 
 from koembed.atomic import atomic_path
 from koembed.errors import IndexRefusedError
-from koembed.index.files import lexical_file_name
-from koembed.lexical import tables
+from koembed.index import lexical_tables as tables
+from koembed.index.layout import lexical_file_name
+from koembed.index.manifest import LexicalInfo
 from koembed.lexical.analysers import DEFAULT_ANALYSER, Analyser, get_analyser
 from koembed.lexical.bm25 import K1, B, BM25Matrix
 
@@ -35,20 +36,16 @@ ADD_BATCH = 20_000
 MAX_CHARS = 1_000_000
 
 
-def new_info(analyser: str = DEFAULT_ANALYSER) -> dict[str, Any]:
+def new_info(analyser: str = DEFAULT_ANALYSER) -> LexicalInfo:
     """The manifest entry of a lexical part that holds nothing yet (the analyser name is checked here)."""
     get_analyser(analyser)
-    return {"analyser": analyser, "k1": K1, "b": B, "file": None, "documents": 0, "vocabulary": 0, "postings": 0}
-
-
-def add_hint(directory: str | Path) -> str:
-    return f"koembed add-lexical {directory}"
+    return LexicalInfo(analyser=analyser, k1=K1, b=B, file=None, documents=0, vocabulary=0, postings=0)
 
 
 class LexicalPart:
     """An index's lexical part as of one generation, plus the uncommitted changes of a writer."""
 
-    def __init__(self, info: dict[str, Any], matrix: BM25Matrix | None) -> None:
+    def __init__(self, info: LexicalInfo, matrix: BM25Matrix | None) -> None:
         self.info = dict(info)
         self._matrix = matrix
         self.dirty = matrix is None  # a part without a file yet must write one at the next commit
@@ -57,7 +54,7 @@ class LexicalPart:
         self._vocab: dict[str, int] | None = None
 
     @classmethod
-    def load(cls, directory: Path, info: dict[str, Any]) -> LexicalPart:
+    def load(cls, directory: Path, info: LexicalInfo) -> LexicalPart:
         """The part the manifest entry ``info`` describes (its file memory-mapped; checksums are the caller's)."""
         name = info.get("file")
         if not name:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from koembed.errors import IndexRefusedError
 from koembed.model_names import stable_model_name
@@ -32,6 +32,45 @@ def _is(value: object, kind: type) -> bool:
     if kind is int:  # JSON has no separate bool, but Python's bool is an int: refuse it where a count is due
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+class LexicalInfo(TypedDict):
+    """The manifest's ``lexical`` entry: the lexical part's analyser, BM25 constants, file and sizes."""
+
+    analyser: str  # koembed.lexical.analysers name; a query or write with another is refused
+    k1: float
+    b: float
+    file: str | None  # lexical.{generation}.safetensors; None until the first commit
+    documents: int
+    vocabulary: int
+    postings: int
+
+
+class CandidateRecall(TypedDict, total=False):
+    spec: str
+    nprobe: int
+    recall_at_10: float
+    speedup_vs_flat: float
+
+
+class Calibration(TypedDict, total=False):
+    """The manifest's ``calibration``: how an IVF index's default nprobe was chosen.
+
+    ``target_recall_at_10`` is the recall@10 against exact search that nprobe was calibrated to reach on a
+    held-out sample (koembed.index.spec.CALIBRATION_RECALL), for auto and explicit IVF alike.
+    ``promised_recall_at_10`` (auto only) is the recall the auto rule promises, below it to leave room for
+    sampling noise and quantisation loss (koembed.index.autotune.TARGET_RECALL). Indexes made before this
+    record was typed may say ``calibrated_to`` for the first and ``target_recall_at_10`` for the second.
+    """
+
+    nprobe: int
+    target_recall_at_10: float
+    promised_recall_at_10: float
+    sample: int  # training vectors the calibration ran on
+    queries: int  # held-out queries (auto)
+    min_speedup: float  # over Flat, for auto to choose IVF
+    candidates: list[CandidateRecall]  # auto: what each type measured
+    chosen: str  # auto: the factory string chosen
 
 
 @dataclass
@@ -91,11 +130,11 @@ class Manifest:
     created: str = ""
     updated: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # the IndexConfig of the last build
-    calibration: dict[str, Any] | None = None  # how the default nprobe was chosen (IVF only)
+    calibration: Calibration | None = None  # how the default nprobe was chosen (IVF only)
     faiss_file: str | None = None  # None only before the first commit
-    # The lexical part (koembed.lexical.part.new_info): analyser, BM25 constants, its file and counts; None for an
+    # The lexical part (koembed.index.lexical_part.new_info): analyser, BM25 constants, its file and counts; None for an
     # index without one (all indexes made before lexical search existed).
-    lexical: dict[str, Any] | None = None
+    lexical: LexicalInfo | None = None
     lists_file: str | None = None  # IVF lists in their own memory-mapped file (an index merged by koembed.scale)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept as they were
 
@@ -147,14 +186,15 @@ class Manifest:
             raise IndexRefusedError(
                 f"{where}: model {name or ''} (fingerprint {fingerprint[:12]}) differs from the index's model "
                 f"{self.model.name!r} (fingerprint {want[:12]}); use that model, or for search "
-                "only pass --allow-model-mismatch")
+                "only allow the mismatch (allow_model_mismatch=True, --allow-model-mismatch)")
         for role, prompt in (prompts or {}).items():
             recorded = self.model.prompt(role)
             if prompt != recorded and not allow_mismatch:
                 raise IndexRefusedError(
                     f"{where}: {role}s would be encoded with the prompt {prompt!r}, but the index was built for the "
                     f"{role} prompt {recorded!r}; vectors made with other prompts are not comparable: use the "
-                    "index's model and prompts, or for search only allow a model mismatch")
+                    "index's model and prompts, or for search only allow the mismatch "
+                    "(allow_model_mismatch=True, --allow-model-mismatch)")
 
     def copy(self, **changes: Any) -> Manifest:
         """A deep-enough copy (nested dicts copied) with ``changes`` applied."""

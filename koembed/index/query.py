@@ -168,6 +168,7 @@ def resolve(idx: Index, query: Query, encoder: Any = None, *, allow_model_mismat
     mode = resolve_mode(idx, query.mode, has_texts=texts is not None)
     fusion = check_fusion(query.fusion)
     weight = None if query.dense_weight is None else check_dense_weight(query.dense_weight)
+    unit = False
     if mode != "lexical":
         if encoder is None and vectors is None:
             encoder = _load_encoder(idx, model, backend)
@@ -176,7 +177,8 @@ def resolve(idx: Index, query: Query, encoder: Any = None, *, allow_model_mismat
             _check_encoder(idx, encoder, prompt, allow_model_mismatch)
             if vectors is None:
                 vectors = encoder.encode(texts, batch_size=batch_size, prompt=prompt)
-        vectors = unit_queries(idx, vectors)
+                unit = getattr(encoder, "normalize", False) is True  # KoMiniLMEncoder's vectors are unit already
+        vectors = unit_queries(idx, vectors, unit=unit)
     else:
         vectors = None
     if weight is None:

@@ -185,7 +185,8 @@ def train_faiss(index: Any, spec: IndexSpec, x: np.ndarray, where: object) -> tu
     """
     if len(x) < spec.min_train():
         raise IndexRefusedError(f"{where}: index type {spec.factory} needs at least {spec.min_train()} "
-                                f"training vectors, got {len(x)}; use --index-type flat or a smaller IVF")
+                                f"training vectors, got {len(x)}; use index type flat (--index-type "
+                                f"flat) or a smaller IVF")
     if spec.train_size() and len(x) > spec.train_size():
         x = x[np.random.default_rng(0).choice(len(x), spec.train_size(), replace=False)]
     tune_training(index)
@@ -194,7 +195,7 @@ def train_faiss(index: Any, spec: IndexSpec, x: np.ndarray, where: object) -> tu
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1][:160]
         raise IndexRefusedError(f"{where}: training {spec.factory} on {len(x)} vectors failed ({reason}); "
-                                "use more documents or a simpler --index-type") from None
+                                "use more documents or a simpler index type (--index-type)") from None
     return calibrate_nprobe(index, x), len(x)
 
 

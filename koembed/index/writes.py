@@ -6,15 +6,17 @@ Each runs inside ``_changing`` (:mod:`koembed.index.commit`), so a failure undoe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from koembed.errors import IndexRefusedError, InputError
-from koembed.index.files import (
-    lists_file_name,
-    lists_file_of,
-)
+from koembed.index.commit import CommitProtocol
+from koembed.index.generations import lists_file_of
+from koembed.index.layout import lists_file_name
+from koembed.index.lexical_part import Filled, LexicalPart, fill_from_store, new_info
+from koembed.index.lexical_tables import create_tables
+from koembed.index.manifest import Calibration, LexicalInfo
 from koembed.index.spec import (
     CALIBRATION_RECALL,
     apply_search_defaults,
@@ -24,13 +26,19 @@ from koembed.index.spec import (
 )
 from koembed.index.store import metadata_json
 from koembed.lexical.analysers import DEFAULT_ANALYSER
-from koembed.lexical.part import Filled, LexicalPart, fill_from_store, new_info
-from koembed.lexical.tables import create_tables
 from koembed.vectors import l2_normalize
 
 
-class IndexWrites:
-    """Mixed into :class:`koembed.index.core.Index`."""
+class AddResult(TypedDict):
+    """What :meth:`IndexWrites.add_vectors` did (the same keys whatever it was given)."""
+
+    added: int  # new ids
+    replaced: int  # ids that were stored: their vector, text and metadata replaced
+    lexical_cut: int  # texts the lexical part read only the first koembed.index.lexical_part.MAX_CHARS of
+
+
+class IndexWrites(CommitProtocol):
+    """The changes a writer makes; each undone by :meth:`_changing` if it fails, made durable by :meth:`commit`."""
 
     def train(self, vectors: np.ndarray) -> None:
         """Train the quantisers (IVF / PQ / SQ) on a sample; a no-op for types that need no training."""
@@ -77,19 +85,18 @@ class IndexWrites:
     def _trained(self, nprobe: int | None, sample: int) -> None:
         if nprobe is not None:
             self.manifest.search_defaults = dict(self.manifest.search_defaults, nprobe=nprobe)
-            self.manifest.calibration = {"nprobe": nprobe, "target_recall_at_10": CALIBRATION_RECALL,
-                                         "sample": sample}
+            self.manifest.calibration = Calibration(nprobe=nprobe, target_recall_at_10=CALIBRATION_RECALL,
+                                                    sample=sample)
             apply_search_defaults(self.faiss, self.manifest.search_defaults)
         self.manifest.trained = True
         self._dirty = True
 
     def add_vectors(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str],
-                    metadata: Sequence[dict[str, Any] | None] | None = None, *, commit: bool = True) -> dict[str, int]:
+                    metadata: Sequence[dict[str, Any] | None] | None = None, *, commit: bool = True) -> AddResult:
         """Upsert documents with precomputed vectors: an existing id gets its new vector, text and metadata.
 
         Vectors are L2-normalised (cosine). An untrained index is first trained on these vectors.
-        Returns counts ``{"added": ..., "replaced": ..., "lexical_cut": ...}`` (the last: texts the lexical
-        part read only the first :data:`koembed.lexical.part.MAX_CHARS` characters of).
+        Returns the counts of :class:`AddResult`.
         """
         self._require_writable()
         x = self._prepare(vectors)
@@ -99,7 +106,7 @@ class IndexWrites:
             raise InputError(f"add_vectors: {len(ids)} ids, {n} vectors, {len(texts)} texts and {len(metadata)} "
                              "metadata must have the same length")
         if n == 0:
-            return {"added": 0, "replaced": 0}
+            return AddResult(added=0, replaced=0, lexical_cut=0)
         last = {str(i): j for j, i in enumerate(ids)}  # the last occurrence of a repeated id wins
         keep = np.fromiter(sorted(last.values()), dtype=np.int64)
         if len(keep) < n:
@@ -127,7 +134,7 @@ class IndexWrites:
         self._dirty = True
         if commit:
             self.commit()
-        return {"added": len(rows) - len(old), "replaced": len(old), "lexical_cut": cut}
+        return AddResult(added=len(rows) - len(old), replaced=len(old), lexical_cut=cut)
 
     def remove(self, ids: Sequence[str], *, commit: bool = True) -> int:
         """Remove documents by id; returns how many existed. Unknown ids are ignored."""
@@ -190,7 +197,7 @@ class IndexWrites:
         self.commit()
         return done
 
-    def _start_lexical(self, info: dict[str, Any]) -> None:
+    def _start_lexical(self, info: LexicalInfo) -> None:
         create_tables(self.store.conn)
         self.lexical = LexicalPart(info, None)
 

@@ -40,7 +40,6 @@ from koembed.system import cpu_count
 DEFAULT_PART_ROWS = 1_000_000
 PLAN = "plan.json"
 TRAINED = "trained.faiss"
-DOCS = "docs.sqlite"
 STAGING = "index"  # the new index, trained and empty until the merge, moved to the output when complete
 
 
@@ -86,7 +85,7 @@ class VectorIndexResult:
     nprobe: int | None = None
     analyser: str | None = None  # the lexical part's analyser; None: no lexical part
     seconds: dict[str, float] = field(default_factory=dict)  # train, parts (docs alongside), merge, lexical, total
-    lexical_cut: int = 0  # texts longer than the lexical part reads (koembed.lexical.part.MAX_CHARS)
+    lexical_cut: int = 0  # texts longer than the lexical part reads (koembed.index.lexical_part.MAX_CHARS)
 
     def summary(self) -> str:
         s = self.seconds
@@ -103,14 +102,15 @@ class VectorIndexResult:
 def build_index_from_vectors(config: VectorIndexConfig, *, quiet: bool = True) -> VectorIndexResult:
     """Build the index ``config.output`` from the vector sets ``config.vectors``; rerun to resume."""
     from koembed.index import Index, resolve_spec
-    from koembed.index.files import MANIFEST, lock_dir, unlock_dir
+    from koembed.index.files import lock_dir, unlock_dir
+    from koembed.index.layout import MANIFEST
 
     config.validate()
     t0 = time.perf_counter()
     out = Path(config.output)
     if (out / MANIFEST).is_file():
-        raise IndexRefusedError(f"{out}: is already an index; --from-vectors builds a new one (choose a new -o), "
-                                "or add documents to it with `koembed index FILE -o {out}`")
+        raise IndexRefusedError(f"{out}: is already an index; building from vector sets makes a new one (choose a "
+                                f"new output folder), or add documents to it with `koembed index FILE -o {out}`")
     say = _say(quiet)
     say(f"checking {len(config.vectors)} vector set(s)")
     sets = [VectorSet.open(v, verify=config.verify) for v in config.vectors]
@@ -206,7 +206,7 @@ def _trained(work: Path, config: VectorIndexConfig, dim: int, total: int, model:
     import faiss
 
     from koembed.index import Index
-    from koembed.index.files import MANIFEST
+    from koembed.index.layout import MANIFEST
 
     staging = work / STAGING
     if (staging / MANIFEST).is_file():
@@ -271,9 +271,10 @@ def _run_parts(config: VectorIndexConfig, work: Path, todo: list[dict[str, Any]]
 
 def _write_docs(work: Path, parts: list[dict[str, Any]], say) -> int:
     """Documents of every part into ``work/docs.sqlite``, one transaction per part (resumable); returns replaced."""
+    from koembed.index.layout import STORE
     from koembed.index.store import DocStore
 
-    store = DocStore(work / DOCS)
+    store = DocStore(work / STORE)
     try:
         done = set(store.get_state("parts_done", []))
         replaced = int(store.get_state("replaced", 0))
@@ -320,7 +321,7 @@ def _assemble(work: Path, index: Any, parts: list[dict[str, Any]], total: int, c
     """
     import faiss
 
-    from koembed.index.files import lists_file_name
+    from koembed.index.layout import STORE, lists_file_name
     from koembed.lexical.analysers import DEFAULT_ANALYSER
 
     t = time.perf_counter()
@@ -335,7 +336,7 @@ def _assemble(work: Path, index: Any, parts: list[dict[str, Any]], total: int, c
                                     f"delete {work} and rebuild")
     if merged is not None:
         conn = index.store.conn
-        conn.execute("ATTACH DATABASE ? AS built", (str(work / DOCS),))
+        conn.execute("ATTACH DATABASE ? AS built", (str(work / STORE),))
         try:
             index.store.begin()  # the documents commit with the adopted FAISS index, in one transaction
             conn.execute("INSERT INTO docs (row_id, ext_id, text, metadata) "

@@ -43,6 +43,7 @@ class _Job:
     texts: list[str]
     count_tokens: bool
     future: Future
+    prompt: str | None = None  # None: the model's default prompt
 
 
 _STOP = object()
@@ -64,12 +65,13 @@ class EncodeBatcher:
         for t in self._threads:
             t.start()
 
-    def submit(self, texts: list[str], *, count_tokens: bool = False) -> Future:
-        """Queue ``texts``; the future resolves to an :class:`Encoded` (or the encoder's exception)."""
+    def submit(self, texts: list[str], *, count_tokens: bool = False, prompt: str | None = None) -> Future:
+        """Queue ``texts`` (to be encoded with ``prompt``, None: the model's default); the future resolves to an
+        :class:`Encoded` (or the encoder's exception). Requests with the same prompt share forward passes."""
         if self._closed:
             raise RuntimeError("the encoder is shut down")
         future: Future = Future()
-        self._queue.put(_Job(list(texts), count_tokens, future))
+        self._queue.put(_Job(list(texts), count_tokens, future, prompt))
         return future
 
     def close(self, timeout: float | None = 30.0) -> None:
@@ -99,7 +101,9 @@ class EncodeBatcher:
                     break
                 jobs.append(item)
                 n += len(item.texts)
-            self._run([j for j in jobs if j.future.set_running_or_notify_cancel()])
+            ready = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            for prompt in dict.fromkeys(j.prompt for j in ready):  # texts share a forward pass with their prompt
+                self._run([j for j in ready if j.prompt == prompt])
         self._queue.put(_STOP)  # let the other workers see it too
 
     def _run(self, jobs: list[_Job]) -> None:
@@ -107,7 +111,7 @@ class EncodeBatcher:
             return
         texts = [t for j in jobs for t in j.texts]
         try:
-            vectors, lengths = self._encode(texts, any(j.count_tokens for j in jobs))
+            vectors, lengths = self._encode(texts, jobs[0].prompt)
         except Exception as exc:
             if len(jobs) > 1:
                 # One request's texts must not fail the others that shared its batch: each runs alone, so
@@ -136,10 +140,10 @@ class EncodeBatcher:
             j.future.set_result(out)
             start = end
 
-    def _encode(self, texts: list[str], count_tokens: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        vectors = self.encoder.encode(texts, batch_size=self.batch_size)
-        lengths = np.asarray(self.encoder.token_lengths(texts)) if count_tokens else None
-        return vectors, lengths
+    def _encode(self, texts: list[str], prompt: str | None) -> tuple[np.ndarray, np.ndarray]:
+        # One tokenisation: the encoder returns each text's token count with its vectors.
+        done = self.encoder.encode_with_stats(texts, batch_size=self.batch_size, prompt=prompt)
+        return done.vectors, done.lengths
 
     @staticmethod
     def _fail(job: _Job, exc: Exception) -> None:

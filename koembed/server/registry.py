@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from koembed.errors import InputError, KoembedError
+from koembed.index.layout import MANIFEST
 from koembed.index.modes import MODES, resolve_mode
 from koembed.server.index_worker import IndexWorker
 
@@ -119,7 +120,7 @@ def _open_on_worker(name: str, path: Path) -> Generation:
 
 def _manifest_signature(path: Path) -> tuple[int, int, int] | None:
     try:
-        st = os.stat(path / "manifest.json")
+        st = os.stat(path / MANIFEST)
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size

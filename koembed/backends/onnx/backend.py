@@ -38,7 +38,8 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError:
         raise MissingExtraError(
-            "the onnx backends need onnxruntime: pip install 'koembed[onnx]' (or use --backend torch)"
+            "the onnx backends need onnxruntime: pip install 'koembed[onnx]' (or use the torch backend "
+            "(backend='torch', --backend torch))"
         ) from None
     return onnxruntime
 
@@ -70,7 +71,8 @@ class OnnxBackend:
         sub_batch: int | None = None,
     ) -> None:
         if device not in (None, "cpu"):
-            raise KoembedError(f"the onnx backends run on CPU only (got device={device!r}); use --backend torch")
+            raise KoembedError(f"the onnx backends run on CPU only (got device={device!r}); use the "
+                               f"torch backend (backend='torch', --backend torch)")
         ort = import_onnxruntime()
         self.spec: PipelineSpec = read_pipeline(source)
         self.dim = self.spec.dim
@@ -115,7 +117,8 @@ class OnnxBackend:
             try:
                 return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             except Exception:
-                raise KoembedError(f"cannot load ONNX model {path} ({exc}); use --backend torch") from None
+                raise KoembedError(f"cannot load ONNX model {path} ({exc}); use the torch backend "
+                                   f"(backend='torch', --backend torch)") from None
 
     def tokenize(self, texts: list[str]) -> Tokens:
         return self.tokenizer.tokenize(texts)

@@ -93,7 +93,8 @@ def export_model(source: ModelSource, spec: PipelineSpec, out_dir: Path) -> dict
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     backend_tok = getattr(tokenizer, "backend_tokenizer", None)
     if backend_tok is None:
-        raise KoembedError(f"model {source.name!r}: no fast tokenizer (tokenizer.json); use --backend torch")
+        raise KoembedError(f"model {source.name!r}: no fast tokenizer (tokenizer.json); use the torch "
+                           f"backend (backend='torch', --backend torch)")
     backend_tok.no_truncation()
     backend_tok.no_padding()
     backend_tok.save(str(out_dir / "tokenizer.json"))
@@ -135,7 +136,7 @@ def export_model(source: ModelSource, spec: PipelineSpec, out_dir: Path) -> dict
     if not err <= EXPORT_TOLERANCE:
         raise KoembedError(
             f"model {source.name!r}: the ONNX export differs from PyTorch by {err:.2e} (> {EXPORT_TOLERANCE}); "
-            "use --backend torch"
+            "use the torch backend (backend='torch', --backend torch)"
         )
     return {
         "inputs": list(inputs),

@@ -70,12 +70,13 @@ def read_pipeline(source: ModelSource) -> PipelineSpec:
         else:
             raise KoembedError(
                 f"model {source.name!r}: module {i} ({module.get('type')}) is not supported by the onnx backends, "
-                "which handle Transformer -> Pooling -> Normalize; use --backend torch"
+                "which handle Transformer -> Pooling -> Normalize; use the torch backend "
+                "(backend='torch', --backend torch)"
             )
     if transformer_dir is None or pooling is None:
         raise KoembedError(
             f"model {source.name!r}: modules.json needs a Transformer followed by a Pooling module for the onnx "
-            "backends; use --backend torch"
+            "backends; use the torch backend (backend='torch', --backend torch)"
         )
     return _spec(root, transformer_dir, pooling, normalize, st_config)
 
@@ -111,10 +112,11 @@ def _pooling_modes(path: Path, name: str) -> tuple[str, ...]:
     if unsupported:
         raise KoembedError(
             f"model {name!r}: pooling mode {unsupported[0]!r} ({path}) is not supported by the onnx backends "
-            f"(supported: {', '.join(SUPPORTED_POOLING)}); use --backend torch"
+            f"(supported: {', '.join(SUPPORTED_POOLING)}); use the torch backend (backend='torch', --backend torch)"
         )
     if cfg.get("include_prompt") is False:
-        raise KoembedError(f"model {name!r}: include_prompt=false pooling ({path}) needs --backend torch")
+        raise KoembedError(f"model {name!r}: include_prompt=false pooling ({path}) needs the torch "
+                           f"backend (backend='torch', --backend torch)")
     return modes
 
 

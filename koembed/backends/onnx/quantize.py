@@ -103,7 +103,8 @@ def nodes_to_quantize(model, cfg: QuantConfig) -> list[str]:
     matmuls = classify_matmuls(model)
     n_layers = 1 + max((layer for _, _, layer in matmuls), default=-1)
     if n_layers == 0 or {r for _, r, _ in matmuls} != set(ROLES):
-        raise KoembedError("cannot find the BERT layer structure in the exported graph; use --backend onnx (fp32)")
+        raise KoembedError("cannot find the BERT layer structure in the exported graph; use the fp32 "
+                           "onnx backend (backend='onnx', --backend onnx)")
     keep = [
         name for name, role, layer in matmuls
         if role in cfg.exclude_roles or layer < cfg.exclude_first_layers or layer >= n_layers - cfg.exclude_last_layers
