@@ -134,6 +134,7 @@ def test_korean_search_on_a_phone_and_a_desktop(browser, index_dir, tiny_encoder
         page.fill("#query", "가" * 301)
         page.press("#query", "Enter")
         page.wait_for_selector("#error:not([hidden])")
+        assert "검색어가 너무 깁니다" in page.inner_text("#error")  # Korean, the server's detail below it
         assert "max_text_chars" in page.inner_text("#error")
         assert not [p for p in problems if "422" not in p], problems  # only the refused request logged
 
@@ -154,3 +155,108 @@ def test_the_page_asks_for_the_api_key_when_one_is_set(browser, index_dir, tiny_
         page.click("#save-token")
         page.wait_for_selector("#modes input")
         assert _search(page, TEXTS[20])[0] == TEXTS[20]
+
+
+# -- issue 26: snippets and highlighting, score lines, the empty-result hint, the URL, filters, Korean errors --
+LONG = ("서울 시내 버스 노선이 다음 달부터 바뀝니다. " * 12) + "부산 광안리 해수욕장은 여름 내내 붐볐다."
+YELLOW = (0xFF, 0xE5, 0x8A)  # style.css: mark
+
+
+def _marked_pixels(png: bytes, box: dict) -> int:
+    """Pixels of the highlight colour inside ``box`` of a screenshot: the highlight is drawn, not just in the DOM."""
+    import io
+
+    image = pytest.importorskip("PIL.Image").open(io.BytesIO(png)).convert("RGB")
+    left, top = int(box["x"]), int(box["y"])
+    crop = image.crop((left, top, left + max(1, int(box["width"])), top + max(1, int(box["height"]))))
+    import numpy as np
+
+    pixels = np.asarray(crop, dtype=np.int16).reshape(-1, 3)
+    return int((np.abs(pixels - np.array(YELLOW)) <= 12).all(axis=1).sum())
+
+
+@pytest.fixture(scope="module")
+def long_index(tmp_path_factory, tiny_st_dir):
+    import json as _json
+
+    root = tmp_path_factory.mktemp("serve-browser-long")
+    docs = write_docs(root / "docs.jsonl")
+    with docs.open("a", encoding="utf-8") as fh:
+        fh.write(_json.dumps({"id": "long", "text": LONG, "metadata": {"topic": "여행"}}, ensure_ascii=False) + "\n")
+    return build(root / "news", docs, tiny_st_dir)
+
+
+def _wait_results(page) -> None:
+    page.wait_for_function("() => !document.getElementById('go').disabled && "
+                           "document.getElementById('status').textContent.includes('결과')")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, {"width": 1280, "height": 800}], ids=["phone", "desktop"])
+def test_snippets_marks_scores_hints_url_and_filters(browser, long_index, tiny_encoder, tmp_path, viewport):
+    app = create_app({"news": long_index}, tiny_encoder, ServeConfig(api_key=None))
+    with live_server(app) as url:
+        page, problems = _open(browser, url, viewport)
+        page.goto(url + "/?q=광안리 해수욕장&mode=lexical")  # a shared link
+        _wait_results(page)
+        assert page.input_value("#query") == "광안리 해수욕장"
+        assert page.locator("#modes input[value=lexical]").is_checked()
+        first = page.locator(".hit").first
+        assert "id long" in first.locator(".meta").inner_text()
+        marks = first.locator("mark").all_inner_texts()
+        assert "광안리" in marks and "해수욕장" in marks, marks
+        snippet = first.locator(".text").inner_text()
+        assert snippet.startswith("…") and len(snippet) < len(LONG) and snippet.endswith("붐볐다.")
+        assert "키워드 점수" in first.locator(".why").inner_text()
+        png = _shot(page, tmp_path, f"serve-marks-{viewport['width']}.png")
+        assert _marked_pixels(png, first.locator("mark").first.bounding_box()) > 20
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]  # no sideways scroll
+        first.locator("button.more").click()
+        assert first.locator(".text").inner_text() == LONG
+
+        _search(page, TEXTS[5])  # a second search: its own URL
+        assert "q=" in page.url and "mode=lexical" in page.url
+        assert "키워드 점수" in page.locator(".hit .why").first.inner_text()
+        page.fill("#query", "qqzzxxww")
+        page.press("#query", "Enter")
+        page.wait_for_selector(".empty")
+        assert "결과가 없습니다" in page.inner_text(".empty") and "철자" in page.inner_text(".empty")
+        page.click("#try-dense")
+        _wait_results(page)
+        assert page.locator("#modes input[value=dense]").is_checked() and "mode=dense" in page.url
+        assert page.locator(".hit").count() > 0 and "의미 점수" in page.locator(".why").first.inner_text()
+        page.go_back()  # Back: the lexical search that found nothing
+        page.wait_for_selector(".empty")
+        assert page.input_value("#query") == "qqzzxxww" and page.locator("#modes input[value=lexical]").is_checked()
+        page.go_back()
+        _wait_results(page)
+        assert page.input_value("#query") == TEXTS[5]
+
+        page.click("#modes label:has(input[value=dense])")
+        page.fill("#filter", "topic=경제")
+        _search(page, "뉴스 경제 소식")
+        topics = page.locator(".hit .meta").all_inner_texts()
+        assert topics and all("topic: 경제" in t for t in topics), topics
+        assert "filter=topic" in page.url
+        assert not problems, problems
+    # The server is gone: a Korean message, not the browser's "Failed to fetch".
+    page.fill("#query", "서울")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#error:not([hidden])")
+    error = page.inner_text("#error")
+    assert "서버에 연결할 수 없습니다" in error and "Failed to fetch" not in error
+
+
+def test_the_key_panel_says_whether_the_key_is_right(browser, index_dir, tiny_encoder):
+    app = create_app({"news": index_dir}, tiny_encoder, ServeConfig(api_key="page-key"))
+    with live_server(app) as url:
+        page, _ = _open(browser, url, PHONE)
+        page.wait_for_selector("#auth:not([hidden])")
+        assert "API 키" in page.inner_text("#error")  # Korean, from the 401's code
+        page.fill("#token", "wrong-key")
+        page.click("#save-token")
+        page.wait_for_selector("#auth-status.error-text")
+        assert "키가 틀렸습니다" in page.inner_text("#auth-status")
+        page.fill("#token", "page-key")
+        page.click("#save-token")
+        page.wait_for_selector("#auth-status.ok")
+        assert "키가 맞습니다" in page.inner_text("#auth-status")

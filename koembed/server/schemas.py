@@ -39,6 +39,9 @@ class SearchRequest(_Strict):
         examples=[{"lang": "ko", "year": [2023, 2024]}])
     index: StrictStr | list[StrictStr] | None = Field(
         None, description="Index name, or several; default: every index the server serves.")
+    highlight: StrictBool = Field(False, description="koembed: give each hit `highlights`, the [start, end) "
+                                  "character spans of its text that hold the query's words (the index's analyser's "
+                                  "tokens), as the search page marks them.")
 
 
 class SearchHit(BaseModel):
@@ -50,6 +53,8 @@ class SearchHit(BaseModel):
     scores: dict[str, float | None] = Field(
         default_factory=dict, description="The signals behind it: dense, lexical, fused (null where the mode did "
                                           "not compute one).")
+    highlights: list[list[int]] | None = Field(None, description="With highlight: true, the [start, end) spans of "
+                                                 "text matching the query's words.")
 
 
 class QueryResult(BaseModel):
