@@ -7,7 +7,10 @@ Heavy modules (torch, transformers, sentence-transformers, faiss) load on first 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time, and a Ctrl-C then is a traceback (koembed.cli.interrupt)
+    from typing import Any
 
 __version__ = "0.1.0"
 

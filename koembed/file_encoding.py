@@ -38,7 +38,7 @@ from koembed.atomic import atomic_write_text
 from koembed.backends import AUTO, BACKEND_CHOICES, resolve_backend
 from koembed.corpus import CorpusStats, Record, detect_format, iter_records
 from koembed.encoder import EncodeStats, KoMiniLMEncoder
-from koembed.errors import InputError
+from koembed.errors import InputError, WriteError
 from koembed.input_files import TABLE_PROBE_LINES, is_many, refuse_table
 from koembed.model_source import resolve_model
 from koembed.system import cpu_count
@@ -258,7 +258,7 @@ def _check_paths(config: EncodeFileConfig) -> None:
     if not folder.is_dir():
         raise InputError(f"{out}: folder {folder} does not exist; create it or choose another -o")
     if not os.access(folder, os.W_OK):
-        raise InputError(f"{out}: folder {folder} is not writable; choose another -o")
+        raise WriteError(f"{out}: folder {folder} is not writable; choose another -o")
     if config.input != STDOUT and Path(config.input).resolve() == out.resolve():
         raise InputError(f"{out}: the output would overwrite the input; choose another -o")
 

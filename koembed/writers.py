@@ -32,7 +32,7 @@ import numpy as np
 
 from koembed.atomic import atomic_path
 from koembed.corpus import Record
-from koembed.errors import InputError
+from koembed.errors import InputError, WriteError
 
 STDOUT = "-"
 RecordRows = list[Record] | None  # the records behind a chunk of rows, when the input was read as records
@@ -81,12 +81,14 @@ def open_writer(output: str | Path, dim: int, records: bool = False) -> Iterator
         try:
             writer = ParquetWriter(tmp, dim, records) if fmt == "parquet" else _WRITERS[fmt](tmp, dim)
         except OSError as exc:
-            raise InputError(f"{output}: cannot write ({exc.strerror})") from None
+            raise WriteError(f"{output}: cannot write ({exc.strerror or exc}); nothing was written; choose another -o "
+                             "or make the folder writable") from None
         try:
             yield writer
             writer.finish()
         except OSError as exc:  # disk full, quota, I/O error: report the file, not a traceback
-            raise InputError(f"{output}: write failed ({exc.strerror or exc})") from None
+            raise WriteError(f"{output}: write failed ({exc.strerror or exc}); nothing was written (a full disk? free "
+                             "some space or choose another -o)") from None
         finally:
             writer.close()
 

@@ -6,10 +6,11 @@ ONNX paths start without torch.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
-from koembed.cli.app import app
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time, and a Ctrl-C then is a traceback (koembed.cli.interrupt)
+    from typing import Any
 
 # Each module registers its commands on ``app`` when imported. ``koembed CMD`` imports only CMD's module
 # (the others cost start-up time: training config, the index builder, the server); --help and unknown
@@ -31,12 +32,43 @@ def command_modules(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``koembed ARGV`` (default: the process's arguments); returns the exit code (docs/errors.md)."""
+    program = argv is None  # called as the program: the process ends when this returns
     argv = argv if argv is not None else sys.argv[1:]
-    for name in command_modules(argv):
-        importlib.import_module(name)
-    from koembed.cli.app import run
+    previous = None
+    try:
+        try:
+            # Every import happens in here, after the handler: a Ctrl-C during start-up is one line too.
+            from koembed.cli import interrupt
 
-    return run(argv)
+            previous = interrupt.install()
+            import importlib
+
+            for name in command_modules(argv):
+                importlib.import_module(name)
+            from koembed.cli.app import run
+        except BaseException as exc:
+            from koembed.cli import interrupt
+
+            if not (isinstance(exc, KeyboardInterrupt) or interrupt.fired()):
+                raise
+            print(f"error: {interrupt.INTERRUPTED_MESSAGE}", file=sys.stderr)
+            return interrupt.INTERRUPTED
+        return run(argv)
+    finally:
+        handlers = sys.modules.get("koembed.cli.interrupt")
+        if handlers is not None and program:  # the answer is out: a Ctrl-C during shutdown just ends the process
+            handlers.quiet_exit()
+        elif handlers is not None:
+            handlers.restore(previous)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the Typer app, imported on use: ``koembed`` catches Ctrl-C before typer loads
+        from koembed.cli.app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["app", "main"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 
 import typer
 
-from koembed.errors import KoembedError, Terminated
+from koembed.cli import interrupt
+from koembed.errors import InputError, KoembedError, Terminated
+from koembed.text import text_problem
 
 app = typer.Typer(
     name="koembed",
@@ -19,17 +22,27 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from koembed import __version__
+
+        print(f"koembed {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _group() -> None:
+def _group(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the koembed version and exit (as koembed version)."),
+) -> None:
     # A callback keeps koembed a command group when only one command module is loaded (see koembed.cli):
     # typer runs a lone command without its name otherwise.
     pass
 
 
-# Exit codes (docs/errors.md): 0 ok, 1 other error, 2 bad input or usage, 3 model not found, 4 index refused,
-# 5 missing optional dependency, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
-INTERRUPTED = 130
-INTERRUPTED_MESSAGE = "interrupted (Ctrl-C); files are as they were before the command or at its last commit"
+# The exit codes are koembed.errors' (docs/errors.md lists them all); Ctrl-C's are koembed.cli.interrupt's.
+INTERRUPTED = interrupt.INTERRUPTED
+INTERRUPTED_MESSAGE = interrupt.INTERRUPTED_MESSAGE
 TERMINATED_MESSAGE = "terminated (SIGTERM); files are as they were before the command or at its last commit"
 
 
@@ -37,19 +50,23 @@ def run(argv: list[str], typer_app: typer.Typer | None = None, prog_name: str = 
     """Run ``typer_app`` (koembed's by default) on ``argv``; user errors print one line, never a traceback."""
     previous = _raise_on_sigterm()
     try:
+        check_arguments(argv)
         code = (typer_app or app)(args=argv, prog_name=prog_name, standalone_mode=False)
     except KoembedError as exc:
+        if interrupt.fired():  # e.g. an import that Ctrl-C broke, reported as a missing dependency
+            return _interrupted()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"error: {INTERRUPTED_MESSAGE}", file=sys.stderr)
-        return INTERRUPTED
+        return _interrupted()
     except Terminated:
         print(f"error: {TERMINATED_MESSAGE}", file=sys.stderr)
         return Terminated.exit_code
     except SystemExit as exc:  # typer/click exit paths (e.g. --help)
         return int(exc.code or 0)
     except Exception as exc:  # usage errors, from click or from the copy of click that newer typer vendors
+        if interrupt.fired():
+            return _interrupted()
         from koembed.extras import missing_extra
 
         missing = missing_extra(exc, _command_of(argv, prog_name))
@@ -69,9 +86,31 @@ def run(argv: list[str], typer_app: typer.Typer | None = None, prog_name: str = 
     # In non-standalone mode typer turns Ctrl-C into Exit(130) and *returns* that code (commands return None).
     if isinstance(code, int) and not isinstance(code, bool) and code:
         if code == INTERRUPTED:
-            print(f"error: {INTERRUPTED_MESSAGE}", file=sys.stderr)
+            return _interrupted()
         return code
     return 0
+
+
+def _interrupted() -> int:
+    print(f"error: {INTERRUPTED_MESSAGE}", file=sys.stderr)
+    return INTERRUPTED
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Refuse an argument holding bytes that are not UTF-8, naming it, before any command sees it.
+
+    Python carries such bytes as lone surrogates, which break the tokenizer, SQLite and every UTF-8
+    writer further on. An existing file or folder may have any name, so a path that exists passes.
+    """
+    for i, arg in enumerate(argv, start=1):
+        problem = text_problem(arg, from_bytes=True)
+        if problem is None:
+            continue
+        value = arg.partition("=")[2] if arg.startswith("--") and "=" in arg else arg
+        if os.path.lexists(value):
+            continue
+        shown = arg.encode("utf-8", "surrogateescape" if problem.startswith("holds a byte") else "backslashreplace")
+        raise InputError(f"argument {i} ({shown!r}): {problem}")
 
 
 def _command_of(argv: list[str], prog_name: str) -> str | None:
