@@ -25,8 +25,22 @@ def recipe_command(
 
     Finished stages are skipped on a rerun and interrupted ones resume from their checkpoints.
     """
-    from distill.recipe.run import Recipe
+    from distill.recipe.run import Recipe, load_recipe_json
 
+    data = load_recipe_json(name)
+    if data.get("kind") == "e5-student":
+        from distill.recipe.e5_student import E5StudentConfig, run_e5_student
+
+        e5cfg = E5StudentConfig.from_dict(data, name)
+        if output_dir:
+            e5cfg.output_dir = output_dir
+        if data_dir:
+            e5cfg.data_dir = data_dir
+        if threads is not None:
+            e5cfg.threads = threads
+        e5cfg.quiet = e5cfg.quiet or quiet
+        run_e5_student(e5cfg, only.split(",") if only else None)
+        return
     cfg = RecipeConfig.load(name)
     if output_dir:
         cfg.output_dir = output_dir

@@ -49,17 +49,29 @@ class RecipeConfig:
 
     @classmethod
     def load(cls, name_or_path: str) -> RecipeConfig:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = RECIPES / f"{name_or_path}.json"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.json")))
-            raise InputError(f"recipe {name_or_path!r}: no such recipe file ({path}); known recipes: {known}")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_recipe_json(name_or_path)
+        path = name_or_path
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise InputError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+def load_recipe_json(name_or_path: str) -> dict[str, Any]:
+    """A recipe's JSON object: ``distill/recipe/recipes/NAME.json`` or a file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPES / f"{name_or_path}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.json")))
+        raise InputError(f"recipe {name_or_path!r}: no such recipe file ({path}); known recipes: {known}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a UTF-8 JSON object ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object of recipe settings")
+    return data
 
 
 class Recipe:

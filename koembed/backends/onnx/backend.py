@@ -18,6 +18,7 @@ import numpy as np
 
 from koembed.backends.onnx.cache import artefact_dir, discard, ensure_artefact, shipped_artefact
 from koembed.backends.onnx.pipeline import PipelineSpec, read_pipeline
+from koembed.backends.onnx.shared_weights import SHARED_KEY, external_initializers
 from koembed.backends.tokens import TextTokenizer, Tokens
 from koembed.errors import KoembedError, MissingExtraError
 from koembed.model_source import ModelSource
@@ -108,8 +109,15 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         path = self.folder / self.manifest.get("file", "model.onnx")
+        shared = self.manifest.get(SHARED_KEY)
+        keep_alive = None
+        if shared:  # a shipped graph whose big tensors live in the model's safetensors (one copy in the package)
+            names, values, keep_alive = external_initializers(self.folder.parent, shared)
+            options.add_external_initializers(names, values)
         try:
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            del keep_alive  # ORT has copied the shared weights into the session
+            return session
         except Exception as exc:  # a damaged cache file; rebuild it once
             discard(self.folder)
             self.folder, self.manifest = self._artefact(source)
@@ -159,6 +167,8 @@ class OnnxInt8Backend(OnnxBackend):
             from koembed.backends.onnx.quantize import quantize_model
 
             fields = quantize_model(fp32_folder, tmp, self.quant, fp32_manifest)
-            return fp32_manifest | fields | {"variant": "int8"}
+            # The quantised graph holds its own weights, whatever the fp32 graph borrowed from safetensors.
+            base = {k: v for k, v in fp32_manifest.items() if k != SHARED_KEY}
+            return base | fields | {"variant": "int8"}
 
         return folder, ensure_artefact(folder, build)

@@ -59,6 +59,11 @@ def ship_graph(model_dir: str | Path) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{Path(source.path).name}-{SHIPPED_DIR}-", dir=Path(source.path).parent))
     try:
         manifest = export_artefact(source, read_pipeline(source), tmp)
+        weights = Path(source.path) / "model.safetensors"
+        if weights.is_file():  # the graph reads its big tensors from there: one copy of the weights ships
+            from koembed.backends.onnx.shared_weights import SHARED_KEY, share_weights
+
+            manifest[SHARED_KEY] = share_weights(tmp / manifest.get("file", "model.onnx"), weights)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         for f in tmp.iterdir():
             f.chmod(0o644)  # shipped inside the package: readable by every user

@@ -114,12 +114,12 @@ def nodes_to_quantize(model, cfg: QuantConfig) -> list[str]:
 
 def quantize_model(fp32_dir: Path, out_dir: Path, cfg: QuantConfig, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write ``model-int8.onnx`` (+ ``tokenizer.json``) into ``out_dir`` from the fp32 artefact in ``fp32_dir``."""
-    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     from koembed.backends.onnx.graph import restore_fp32
+    from koembed.backends.onnx.shared_weights import load_graph
 
-    model = restore_fp32(onnx.load(str(fp32_dir / manifest.get("file", "model.onnx"))))
+    model = restore_fp32(load_graph(fp32_dir, manifest))
     selected = nodes_to_quantize(model, cfg)
     # Dynamic quantisation turns a fused Attention into QAttention; static (QDQ) handles MatMuls only.
     op_types = ["MatMul", "Attention"] if cfg.method == "dynamic" else ["MatMul"]

@@ -1,0 +1,267 @@
+"""``python -m distill recipe e5-student``: KoMiniLM-23M distilled from multilingual-e5-small on two CPU cores.
+
+teacher (``e5-small-ko``: e5-small with the Korean-pruned vocabulary) -> diet (Korean sentences and questions with
+the query prompt, passages and some sentences with the document prompt; never an evaluation split) -> the
+teacher's pooled, prompted vectors of the diet (cached) -> the student (the KoMiniLM-23M shape with the teacher's
+vocabulary, initialised from the teacher's embeddings and every other layer, or at random) trained to reproduce
+those vectors (the multilingual-distillation recipe of Reimers & Gurevych 2020) -> evaluation -> the packaged
+model. (MiniLM's attention and value-relation losses are ``python -m distill run``'s; this recipe does not add
+them yet: docs/recipe.md says what was and was not measured.)
+
+Every stage writes ``<stage>/stage.json`` when it finishes; a rerun skips finished stages, the teacher's vectors
+are written in resumable shards, and training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.recipe.corpus import TextSource, iter_source
+from koembed import korean_data as kd
+from koembed.atomic import atomic_write_text
+from koembed.errors import InputError
+from koembed.paths import data_dir as default_data_dir
+
+QUERY, DOCUMENT = "query", "document"
+
+
+@dataclass(frozen=True)
+class DietSource:
+    """Texts of one source, how many to take (0 = all), and the prompt (role) the teacher embeds them with."""
+
+    source: TextSource
+    cap: int
+    role: str
+    max_length: int = 128
+
+
+# None of these is a split that a reported number is measured on (see distill.recipe.corpus).
+DIET: tuple[DietSource, ...] = (
+    DietSource(TextSource("nsmc-neutral", "nsmc/raw_neutral_reviews.tsv", 3), 9000, QUERY),
+    DietSource(TextSource("nsmc-train", "nsmc/ratings_train.txt", "sentence1", reader=kd.read_nsmc), 6000, QUERY),
+    DietSource(TextSource("hate-speech-unlabeled", "korean_hate_speech/unlabeled/unlabeled_comments_5.txt", None,
+                          header=False), 3000, QUERY),
+    DietSource(TextSource("3i4k-train", "3i4k/train_val_test/fci_train_val.txt", 1, header=False), 4000, QUERY),
+    DietSource(TextSource("sae4k", "sae4k/sae4k_v1.txt", 0, header=False), 3000, QUERY),
+    DietSource(TextSource("chatbot-q", "chatbot_data/ChatbotData.csv", 0, delimiter=","), 4000, QUERY),
+    DietSource(TextSource("korsts-train-1", "korsts/sts-train.tsv", "sentence1", reader=kd.read_korsts), 0, QUERY),
+    DietSource(TextSource("korsts-train-2", "korsts/sts-train.tsv", "sentence2", reader=kd.read_korsts), 0, QUERY),
+    DietSource(TextSource("boolq-questions", "kobest/BoolQ/train.tsv", 2), 0, QUERY),
+    # Documents: Wikipedia paragraphs (KoBEST BoolQ train), news sentences, and short texts as short documents.
+    DietSource(TextSource("boolq-passages", "kobest/BoolQ/train.tsv", 1), 0, DOCUMENT, 256),
+    DietSource(TextSource("news-v1-dev-ko", "ko_en_parallel/news-v1/korean-english-park.dev.ko", None,
+                          header=False), 0, DOCUMENT),
+    DietSource(TextSource("chatbot-a", "chatbot_data/ChatbotData.csv", 1, delimiter=","), 3000, DOCUMENT),
+    DietSource(TextSource("nsmc-neutral-docs", "nsmc/raw_neutral_reviews.tsv", 3), 3000, DOCUMENT),
+)
+
+
+@dataclass
+class E5StudentConfig:
+    """Every setting of the recipe; ``distill/recipe/recipes/<name>.json`` holds the committed values."""
+
+    kind: str = "e5-student"
+    name: str = "e5-student"
+    output_dir: str = "runs/e5-student"
+    data_dir: str | None = None
+    teacher: str = "e5-small-ko"  # a koembed model name or folder with E5 prompts
+    teacher_layers: list[int] = field(default_factory=lambda: [1, 3, 5, 7, 9, 11])  # one per student layer
+    init: str = "teacher"  # "teacher": embeddings + teacher_layers copied; "random": same shape, random weights
+    freeze_embeddings: bool = True  # the word table (most parameters; rare pieces see few updates) stays the teacher's
+    student: dict[str, Any] = field(default_factory=lambda: {"num_hidden_layers": 6, "hidden_size": 384,
+                                                             "num_attention_heads": 12, "intermediate_size": 1536})
+    max_rows: int = 0  # use only the first N rows of the (shuffled) diet; 0 = all. Sizes the run to the session
+    epochs: float = 1.0
+    batch_size: int = 32
+    lr: float = 2e-4
+    warmup: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 50
+    teacher_batch: int = 64
+    package_dir: str | None = None  # where `package` writes the model (e.g. koembed/models/NAME); None = no package
+    threads: int = 0
+    quiet: bool = False
+    eval_sts: list[str] = field(default_factory=lambda: ["korsts"])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> E5StudentConfig:
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class E5StudentRecipe:
+    STAGES = ("diet", "teacher_vectors", "train", "evaluate", "package")
+
+    def __init__(self, cfg: E5StudentConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.data = default_data_dir(cfg.data_dir)
+        self.log = log
+        if not self.data.is_dir():
+            raise InputError(f"recipe: data folder {self.data} not found (set --data-dir or KOEMBED_DATA_DIR)")
+
+    def run(self, only: list[str] | None = None) -> dict[str, Any]:
+        unknown = sorted(set(only or []) - set(self.STAGES))
+        if unknown:
+            raise InputError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(self.STAGES)}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "recipe.json", json.dumps(asdict(self.cfg), indent=2) + "\n")
+        results = {}
+        for stage in self.STAGES:
+            marker = self.out / stage / "stage.json"
+            if only and stage not in only:
+                continue
+            if marker.is_file():
+                results[stage] = json.loads(marker.read_text(encoding="utf-8"))
+                self.log(f"[{stage}] done before, skipped")
+                continue
+            t0 = time.time()
+            self.log(f"[{stage}] starting")
+            (self.out / stage).mkdir(parents=True, exist_ok=True)
+            result = getattr(self, f"stage_{stage}")()
+            result["seconds"] = round(time.time() - t0, 1)
+            atomic_write_text(marker, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+            results[stage] = result
+            self.log(f"[{stage}] finished in {result['seconds']} s")
+        return results
+
+    # -- stages ---------------------------------------------------------------------------------------------
+    def stage_diet(self) -> dict[str, Any]:
+        """diet/diet.jsonl: {"text", "role", "max_length", "source"} rows, shuffled with the seed."""
+        rng = random.Random(self.cfg.seed)
+        rows, counts = [], {}
+        for d in DIET:
+            texts = list(dict.fromkeys(iter_source(self.data, d.source)))
+            if d.cap and len(texts) > d.cap:
+                texts = random.Random(f"{self.cfg.seed}-{d.source.name}").sample(texts, d.cap)
+            rows += [{"text": t, "role": d.role, "max_length": d.max_length, "source": d.source.name} for t in texts]
+            counts[d.source.name] = len(texts)
+        rng.shuffle(rows)
+        path = self.out / "diet" / "diet.jsonl"
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return {"rows": len(rows), "per_source": counts,
+                "by_role": {r: sum(1 for x in rows if x["role"] == r) for r in (QUERY, DOCUMENT)}}
+
+    def _diet(self) -> list[dict]:
+        path = self.out / "diet" / "diet.jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return rows[: self.cfg.max_rows] if self.cfg.max_rows else rows
+
+    def stage_teacher_vectors(self) -> dict[str, Any]:
+        """The teacher's normalised vectors of every diet row (its prompt, its max length), in resumable shards."""
+        from koembed.encoder import KoMiniLMEncoder
+
+        rows = self._diet()
+        folder = self.out / "teacher_vectors"
+        shard_size = 2048
+        from tokenizers import Tokenizer
+
+        from koembed.model_source import resolve_model
+
+        enc = KoMiniLMEncoder(self.cfg.teacher, backend="onnx")
+        tok = Tokenizer.from_file(str(resolve_model(self.cfg.teacher).path / "tokenizer.json"))
+        t0, done = time.time(), 0
+        for start in range(0, len(rows), shard_size):
+            shard = folder / f"shard-{start // shard_size:05d}.npy"
+            part = rows[start : start + shard_size]
+            if shard.is_file():
+                continue
+            vecs = np.zeros((len(part), enc.dim), dtype=np.float32)
+            for role in (QUERY, DOCUMENT):
+                idx = [i for i, r in enumerate(part) if r["role"] == role]
+                if idx:
+                    prompt = enc.prompt_for(role)
+                    texts = [_cut(tok, prompt, part[i]["text"], part[i]["max_length"]) for i in idx]
+                    vecs[idx] = enc.encode(texts, batch_size=self.cfg.teacher_batch, show_progress=False,
+                                           prompt_name=role)
+            _save_npy(shard, vecs)
+            done += len(part)
+            self.log(f"[teacher_vectors] {start + len(part):,}/{len(rows):,} rows "
+                     f"({done / (time.time() - t0):.1f} rows/s this run)")
+        return {"rows": len(rows), "dim": enc.dim, "teacher": self.cfg.teacher, "teacher_fingerprint": enc.fingerprint}
+
+    def _teacher_matrix(self) -> np.ndarray:
+        shards = sorted((self.out / "teacher_vectors").glob("shard-*.npy"))
+        vecs = np.concatenate([np.load(s) for s in shards])
+        return vecs[: self.cfg.max_rows] if self.cfg.max_rows else vecs
+
+    def stage_train(self) -> dict[str, Any]:
+        from distill.recipe.e5_train import train_student
+
+        return train_student(self.cfg, self._diet(), self._teacher_matrix(), self.out / "train", self.log)
+
+    def stage_evaluate(self) -> dict[str, Any]:
+        from koembed.encoder import KoMiniLMEncoder
+        from koembed.evaluate import run_task
+
+        model = self.out / "train" / "model"
+        enc = KoMiniLMEncoder(str(model), backend="torch")
+        results = {}
+        for task in self.cfg.eval_sts:
+            for split in ("dev", "test"):
+                name = f"{task}-{split}" if task != "korsts" or split == "dev" else "korsts"
+                try:
+                    results[f"{task}/{split}"] = run_task(enc, name, data_dir=self.data)
+                except InputError as exc:
+                    results[f"{task}/{split}"] = {"skipped": str(exc)}
+        return results
+
+    def stage_package(self) -> dict[str, Any]:
+        if not self.cfg.package_dir:
+            return {"skipped": "no package_dir in the recipe"}
+        from distill.recipe.e5_package import package_student
+
+        return package_student(self.out, Path(self.cfg.package_dir), self.cfg, self.log)
+
+
+def _cut(tok, prompt: str, text: str, max_length: int) -> str:
+    """``text`` cut to what ``max_length`` tokens (prompt and the two specials included) hold, on a piece boundary,
+    so that the teacher embeds exactly what the student will be trained on."""
+    if len(prompt) + len(text) + 2 <= max_length:  # a piece covers at least one character
+        return text
+    enc = tok.encode(prompt + text, add_special_tokens=False)
+    if len(enc.ids) <= max_length - 2:
+        return text
+    end = enc.offsets[max_length - 3][1] - len(prompt)
+    return text[: max(end, 1)]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
+def run_e5_student(cfg: E5StudentConfig, only: list[str] | None = None) -> dict[str, Any]:
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    return E5StudentRecipe(cfg, log=lambda m: print(m, file=sys.stderr, flush=True)).run(only)
+
+
+def lr_at(step: int, total: int, warmup: float, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` of the steps, then linear decay to 0."""
+    w = max(1, int(total * warmup))
+    if step < w:
+        return peak * (step + 1) / w
+    return peak * max(0.0, (total - step) / max(1, total - w))
+
+
+def steps_for(rows: int, batch_size: int, epochs: float) -> int:
+    return max(1, math.ceil(rows * epochs / batch_size))

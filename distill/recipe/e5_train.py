@@ -1,0 +1,153 @@
+"""The e5-student recipe's training loop: one readable loop, resumable from its last checkpoint.
+
+Each step embeds a batch of diet texts with the student (prompt prepended, mean pooling, L2 normalisation) and
+pulls the vectors towards the teacher's: loss = mean squared distance of the normalised vectors (= 2 - 2 cos).
+The teacher's vectors are cached, so the teacher never runs here.
+Batches hold texts of similar length (sorted within shuffled pools of 50 batches), so little is padding.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+POOL_BATCHES = 50
+
+
+def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertModel
+
+    from distill.recipe.e5_student import lr_at, steps_for
+    from distill.student import build_student, student_config
+    from koembed.encoder import KoMiniLMEncoder
+    from koembed.model_source import resolve_model
+
+    if len(diet) != len(teacher_vecs):
+        raise RuntimeError(f"diet has {len(diet)} rows but the teacher's vectors {len(teacher_vecs)}: rerun both")
+    teacher_dir = resolve_model(cfg.teacher).path
+    prompts = KoMiniLMEncoder(cfg.teacher, backend="onnx").role_prompts()
+    tok = Tokenizer.from_file(str(teacher_dir / "tokenizer.json"))
+    teacher = BertModel.from_pretrained(teacher_dir)
+    s_cfg = student_config(dict(cfg.student), teacher.config)
+    pairs = list(enumerate(cfg.teacher_layers))
+    model, copied = build_student(s_cfg, teacher, pairs if cfg.init == "teacher" else None, seed=cfg.seed)
+    if cfg.init == "random":  # same vocabulary and shape; nothing copied
+        copied = []
+    if cfg.freeze_embeddings and cfg.init == "teacher":
+        model.embeddings.word_embeddings.weight.requires_grad_(False)
+    del teacher  # its vectors are cached; only its weights seeded the student
+
+    # Tokenise once: each row with its prompt, cut at its max length.
+    ids: list[list[int]] = []
+    for row in diet:
+        enc = tok.encode(prompts.get(row["role"], "") + row["text"])
+        seq = enc.ids
+        if len(seq) > row["max_length"]:
+            seq = seq[: row["max_length"] - 1] + [seq[-1]]
+        ids.append(seq)
+    targets = torch.from_numpy(teacher_vecs)
+
+    total = steps_for(len(diet), cfg.batch_size, cfg.epochs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    step, losses = 0, []
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, losses = state["step"], state["losses"]
+        log(f"[train] resumed at step {step}/{total}")
+    order = _batches(ids, cfg.batch_size, total, cfg.seed)
+    model.train()
+    pad = s_cfg.pad_token_id
+    t0, seen = time.time(), 0
+    log_path = out / "log.jsonl"
+    while step < total:
+        batch = order[step]
+        L = max(len(ids[i]) for i in batch)
+        inp = torch.full((len(batch), L), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), L), dtype=torch.long)
+        for r, i in enumerate(batch):
+            inp[r, : len(ids[i])] = torch.tensor(ids[i])
+            mask[r, : len(ids[i])] = 1
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, cfg.warmup, cfg.lr)
+        hidden = model(input_ids=inp, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1)
+        vec = torch.nn.functional.normalize(pooled, dim=-1)
+        loss = ((vec - targets[batch]) ** 2).sum(-1).mean()
+        parts = {"embedding": float(loss)}
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        seen += len(batch)
+        losses.append(parts)
+        if step % cfg.log_every == 0 or step == total:
+            recent = losses[-cfg.log_every:]
+            mean = {k: round(float(np.mean([x[k] for x in recent])), 5) for k in recent[0]}
+            rate = seen / (time.time() - t0)
+            log(f"[train] step {step}/{total} loss {mean} lr {lr_at(step - 1, total, cfg.warmup, cfg.lr):.2e} "
+                f"{rate:.1f} texts/s")
+            with log_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, **mean, "texts_per_s": round(rate, 1)}) + "\n")
+        if step % cfg.checkpoint_every == 0 or step == total:
+            tmp = ckpt.with_name("checkpoint.tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "losses": losses}, tmp)
+            tmp.replace(ckpt)
+    model.eval()
+    folder = out / "model"
+    _save_sentence_model(model, teacher_dir, folder)
+    first = float(np.mean([x["embedding"] for x in losses[:50]]))
+    last = float(np.mean([x["embedding"] for x in losses[-50:]]))
+    return {"steps": total, "rows": len(diet), "copied_tensors": len(copied), "init": cfg.init,
+            "teacher_layers": cfg.teacher_layers, "embedding_loss_first_50": round(first, 5),
+            "embedding_loss_last_50": round(last, 5), "model": str(folder),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _batches(ids: list[list[int]], batch_size: int, total: int, seed: int) -> list[list[int]]:
+    """``total`` batches over the rows (more than one pass if needed), each of similar lengths."""
+    rng = random.Random(seed)
+    out: list[list[int]] = []
+    while len(out) < total:
+        order = list(range(len(ids)))
+        rng.shuffle(order)
+        pool = batch_size * POOL_BATCHES
+        for p in range(0, len(order), pool):
+            chunk = sorted(order[p : p + pool], key=lambda i: len(ids[i]))
+            batches = [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+            rng.shuffle(batches)
+            out += batches
+    return out[:total]
+
+
+def _save_sentence_model(model, teacher_dir: Path, folder: Path) -> None:
+    """The student as a sentence-transformers folder with the teacher's tokenizer, pooling, Normalize and prompts."""
+    import shutil
+
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    for rel in ("tokenizer.json", "tokenizer_config.json", "sentence_bert_config.json",
+                "config_sentence_transformers.json", "modules.json", "1_Pooling/config.json"):
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(teacher_dir / rel, tmp / rel)
+    (tmp / "2_Normalize").mkdir(exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
