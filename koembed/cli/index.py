@@ -25,17 +25,22 @@ from koembed.lexical.analysers import DEFAULT_ANALYSER
 _D = {f.name: f.default for f in dataclasses.fields(IndexConfig)}  # input and output have none: required
 
 
+FROM_VECTORS = "From vectors (--from-vectors only)"
+
+
 @app.command("index")
 def index_cmd(
-    input: str | None = typer.Argument(None, help="Documents: .txt (a line each), .jsonl, .tsv, .csv, .parquet, "
-                                       "or '-' (or none, with --from-vectors)."),
+    input: str | None = typer.Argument(None, help="Documents: .txt (a line each), .jsonl, .json (an array), .tsv, "
+                                       ".csv, .parquet, a folder or a quoted pattern ('docs/*.jsonl'), or '-' (or "
+                                       "none, with --from-vectors)."),
     output: str = typer.Option(..., "-o", "--output", help="Index directory (created, or upserted into)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the index's, else embedded)."),
     backend: str = typer.Option(_D["backend"], "--backend",
                                 help="Inference backend: auto (onnx when installed), torch, onnx, onnx-int8."),
     index_type: str = typer.Option(_D["index_type"], "--index-type",
                                    help=f"{'|'.join(ALIASES)}|FAISS factory string."),
-    fmt: str | None = typer.Option(_D["fmt"], "--format", help="txt|jsonl|tsv|csv|parquet (default: from suffix)."),
+    fmt: str | None = typer.Option(_D["fmt"], "--format", help="txt|jsonl|json|tsv|csv|parquet (default: from "
+                                   "suffix; a .txt that looks like a table is refused: pass tsv or txt)."),
     text_field: str = typer.Option(_D["text_field"], "--text-field", help="JSONL field / column holding the text."),
     id_field: str = typer.Option(_D["id_field"], "--id-field", help="JSONL field / column holding the id."),
     metadata_field: str = typer.Option(_D["metadata_field"], "--metadata-field",
@@ -55,14 +60,17 @@ def index_cmd(
                                              "(default: the index's, else bigram)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     from_vectors: list[str] | None = typer.Option(
-        None, "--from-vectors", help="Build a new index from a vector set of `koembed encode --engine ray` instead "
+        None, "--from-vectors", rich_help_panel=FROM_VECTORS,
+        help="Build a new index from a vector set of `koembed encode --engine ray` instead "
         "of INPUT (repeatable; one model): shared quantiser, parts built in parallel, merged on disk."),
-    engine: str = typer.Option("local", "--engine", help="[--from-vectors] local: a process pool; ray: Ray tasks."),
-    address: str | None = typer.Option(None, "--address", help="[--from-vectors] Ray cluster address."),
-    num_workers: int | None = typer.Option(None, "--num-workers", min=1,
-                                           help="[--from-vectors] Parallel part builders (default: the cores)."),
-    part_rows: int = typer.Option(1_000_000, "--part-rows", min=1,
-                                  help="[--from-vectors] Vectors per part (unit of parallel work and of resume)."),
+    engine: str = typer.Option("local", "--engine", rich_help_panel=FROM_VECTORS,
+                               help="local: a process pool; ray: Ray tasks."),
+    address: str | None = typer.Option(None, "--address", rich_help_panel=FROM_VECTORS,
+                                       help="Ray cluster address (--engine ray)."),
+    num_workers: int | None = typer.Option(None, "--num-workers", min=1, rich_help_panel=FROM_VECTORS,
+                                           help="Parallel part builders (default: the cores)."),
+    part_rows: int = typer.Option(1_000_000, "--part-rows", min=1, rich_help_panel=FROM_VECTORS,
+                                  help="Vectors per part (unit of parallel work and of resume)."),
 ) -> None:
     """Index INPUT into DIR: stream encode -> add -> commit; rerun to resume or to upsert changes.
 
@@ -292,7 +300,8 @@ def add_lexical_cmd(
     from koembed.index import Index
 
     with Index.open(directory, writable=True) as index:
-        with tqdm(total=index.count, desc="tokenising", unit="doc", disable=quiet, file=sys.stderr) as bar:
+        with tqdm(total=index.count, desc="tokenising", unit="doc", disable=quiet or not sys.stderr.isatty(),
+                  file=sys.stderr) as bar:
             filled = index.add_lexical(analyser, progress=bar.update)
     if not quiet:
         print(f"{directory}: lexical part ({analyser}) " + (f"built from {filled.documents} stored documents"

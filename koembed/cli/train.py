@@ -102,8 +102,13 @@ def eval_cmd(
     fusion: str = typer.Option("convex", "--fusion", help="Hybrid: convex or rrf."),
     half: str | None = typer.Option(None, "--half", help="korquad-retrieval: only the questions of the 'tune' "
                                     "(first) or 'report' (second) half of its articles."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; only the results."),
 ) -> None:
     """Evaluate MODEL: Spearman/Pearson x100 on STS tasks, Recall@k / MRR@10 / nDCG@10 on retrieval."""
+    if quiet:  # tqdm (every progress bar here, and the Hub's) reads this
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
     from koembed.encoder import KoMiniLMEncoder
     from koembed.evaluate import embedding_task, run_task, save_results
     from koembed.paths import data_dir as resolve_data_dir

@@ -195,7 +195,7 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 def _stream(index: Index, encoder: Any, prompt: str, config: IndexConfig, records: Iterator[Record], total: int,
             result: BuildResult, quiet: bool, on_commit: Callable[[Index], None] | None) -> None:
     bar = None
-    if not quiet:
+    if not quiet and sys.stderr.isatty():  # a bar is for a person watching: none in logs and pipes
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="doc", desc="index", file=sys.stderr, dynamic_ncols=True)

@@ -49,7 +49,18 @@ def now() -> str:
 
 
 def not_an_index(d: Path, why: str) -> IndexRefusedError:
-    return IndexRefusedError(f"{d}: not a koembed index ({why}); build one with `koembed index INPUT -o {d}`")
+    # An index is only ever created in an absent or empty folder: for a folder holding files, suggest one that
+    # `koembed index` accepts (and that the folder's own documents can be indexed, as a folder input).
+    try:
+        empty = d.is_dir() and not any(d.iterdir())
+    except OSError:
+        empty = False
+    if empty or not d.exists():
+        hint = f"build one with `koembed index INPUT -o {d}`"
+    else:
+        hint = ("an index is built in a new or empty folder: `koembed index INPUT -o NEW_DIR` (INPUT may be this "
+                "folder, to index the documents in it)")
+    return IndexRefusedError(f"{d}: not a koembed index ({why}); {hint}")
 
 
 def read_manifest(d: Path) -> Manifest:

@@ -217,7 +217,7 @@ def _run(config: EncodeJobConfig, out: Path, manifest: VectorManifest, pending: 
         compute=ray.data.ActorPoolStrategy(size=n_workers), num_cpus=config.cpus_per_worker,
         num_gpus=config.gpus_per_worker or None)
     bar = None
-    if not quiet:
+    if not quiet and sys.stderr.isatty():  # a bar is for a person watching: none in logs and pipes
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(s.rows for s in pending), unit="row", desc="encode", file=sys.stderr,
