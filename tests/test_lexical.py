@@ -222,8 +222,9 @@ def test_convex_maths() -> None:
     assert fusion.zscore(np.array([3.0, 3.0])).tolist() == [0.0, 0.0]  # no spread: no say
     # a missing score counts as that side's lowest
     np.testing.assert_allclose(fusion.zscore(np.array([1.0, np.nan, 3.0])), fusion.zscore(np.array([1.0, 1.0, 3.0])))
-    with pytest.raises(InputError, match="dense-weight"):
+    with pytest.raises(InputError, match="dense weight") as refused:  # the library's words, not the CLI's flag
         fusion.convex(dense, lexical, 1.5)
+    assert "--" not in str(refused.value)
 
 
 def test_rrf_order_on_a_hand_made_example() -> None:
