@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from koembed.errors import InputError, KoembedError, MissingExtraError
+from koembed.errors import InputError, KoembedError, MissingExtraError, Terminated
 from koembed.server.config import ServeConfig
 
 SHUTDOWN_TIMEOUT_S = 30
@@ -85,6 +85,11 @@ def serve(indexes: Any = None, model: Any = None, config: ServeConfig | None = N
                                                timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S, server_header=False))
         try:
             server.run(sockets=[sock])
+        except Terminated:  # uvicorn stopped gracefully on SIGTERM, then re-raised it: the normal way to stop
+            if not quiet:
+                print("koembed serve: stopped (SIGTERM); requests in flight were answered", file=sys.stderr,
+                      flush=True)
+            return
         except SystemExit as exc:  # uvicorn's startup failure is exit 3, koembed's "model not found": say what it was
             if exc.code in (0, None):
                 raise
