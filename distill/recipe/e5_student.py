@@ -93,7 +93,7 @@ class E5StudentConfig:
     package_dir: str | None = None  # where `package` writes the model (e.g. koembed/models/NAME); None = no package
     threads: int = 0
     quiet: bool = False
-    eval_sts: list[str] = field(default_factory=lambda: ["korsts"])
+    eval_tasks: list[str] = field(default_factory=lambda: ["korsts-dev", "korsts", "klue-sts", "korquad-retrieval"])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> E5StudentConfig:
@@ -205,19 +205,18 @@ class E5StudentRecipe:
         return train_student(self.cfg, self._diet(), self._teacher_matrix(), self.out / "train", self.log)
 
     def stage_evaluate(self) -> dict[str, Any]:
+        """The trained student on the catalogue's embedding tasks (local files only: reproducible offline)."""
         from koembed.encoder import KoMiniLMEncoder
         from koembed.evaluate import run_task
 
-        model = self.out / "train" / "model"
-        enc = KoMiniLMEncoder(str(model), backend="torch")
+        enc = KoMiniLMEncoder(str(self.out / "train" / "model"), backend="onnx")
         results = {}
-        for task in self.cfg.eval_sts:
-            for split in ("dev", "test"):
-                name = f"{task}-{split}" if task != "korsts" or split == "dev" else "korsts"
-                try:
-                    results[f"{task}/{split}"] = run_task(enc, name, data_dir=self.data)
-                except InputError as exc:
-                    results[f"{task}/{split}"] = {"skipped": str(exc)}
+        for task in self.cfg.eval_tasks:
+            try:
+                results[task] = run_task(enc, task, data_dir=self.data, use_hub=False)
+            except InputError as exc:
+                results[task] = {"skipped": str(exc)}
+            self.log(f"[evaluate] {task}: {results[task]}")
         return results
 
     def stage_package(self) -> dict[str, Any]:

