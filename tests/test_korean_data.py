@@ -249,7 +249,6 @@ def test_every_shared_data_folder_is_catalogued(data_dir: Path) -> None:
 
 def test_licences_come_from_the_catalogue() -> None:
     from koembed.data.catalogue import licence_for, licences_for
-    from koembed.licences import licence_for as legacy_licence_for
 
     assert licence_for("korsts/sts-train.tsv").name == "KorSTS"
     assert licence_for("/elsewhere/klue/nli/klue-nli-v1.1_dev.json").name == "KLUE v1.1"
@@ -258,7 +257,6 @@ def test_licences_come_from_the_catalogue() -> None:
     assert licence_for("nsmc/raw_neutral_reviews.tsv").licence == "CC0 1.0"  # by folder, for the recipe corpus
     assert [lic.name for lic in licences_for(["parakqc/paraKQC_v1.txt", "korsts:dev", "x.tsv"])] == ["KorSTS",
                                                                                                      "ParaKQC"]
-    assert legacy_licence_for is licence_for  # one table: the old module only re-exports
 
 
 def _hub_folder(root: Path, splits: dict[str, dict], features=None, fmt: str = "parquet",

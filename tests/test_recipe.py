@@ -49,15 +49,15 @@ def test_unknown_recipe_is_an_input_error() -> None:
 def test_corpus_and_card_licences_come_from_the_one_table() -> None:
     from distill.recipe.corpus import RAW_TEXT_SOURCES
     from distill.recipe.package import render_card, sentence_sources
-    from koembed.licences import LICENCES
+    from koembed.data import find_dataset
 
-    assert {s.name: s.licence for s in RAW_TEXT_SOURCES}["nsmc-train"] == LICENCES["nsmc"]
+    assert {s.name: s.licence for s in RAW_TEXT_SOURCES}["nsmc-train"] == find_dataset("nsmc").licence
     shipped = Path(__file__).resolve().parent.parent / "koembed" / "models" / "kominilm-nano-sts"
     card = json.loads((shipped / "koembed_model.json").read_text(encoding="utf-8"))
     card["sentence_sources"] = sentence_sources(shipped)
     assert [s["path"] for s in card["sentence_sources"]][-1] == "korsts/sts-train.tsv"
     text = render_card(card)
-    qp = LICENCES["question_pair"]
+    qp = find_dataset("question-pair").licence
     assert f"(Korean Question Pair: {qp.licence}, {qp.attribution})" in text
-    assert f"`nsmc/ratings_train.txt` ({LICENCES['nsmc'].licence})" in text
+    assert f"`nsmc/ratings_train.txt` ({find_dataset('nsmc').licence.licence})" in text
     assert "shared under CC BY-SA 4.0" in text

@@ -2,7 +2,7 @@
 
 Each source is a record (file, how to read the text out of it): data, not code paths. Formats that
 :mod:`koembed.korean_data` reads go through its readers; a source's licence is the one
-:mod:`koembed.licences` lists for its data folder. Nothing here is a split that a reported number is
+the data catalogue (:mod:`koembed.data`) lists for it. Nothing here is a split that a reported number is
 measured on: KorSTS dev/test, the KorNLI/XNLI test, NSMC test, Question Pair test, PAWS-X, KLUE dev
 sets and KorQuAD dev stay out.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from koembed import korean_data as kd
 from koembed.atomic import atomic_path
-from koembed.licences import DataLicence, licence_for
+from koembed.data import DataLicence, licence_for
 from koembed.text import normalize
 
 
@@ -34,7 +34,7 @@ class TextSource:
     def licence(self) -> DataLicence:
         found = licence_for(self.path)
         if found is None:
-            raise ValueError(f"{self.path}: its data folder has no entry in koembed.licences.LICENCES")
+            raise ValueError(f"{self.path}: no data set of the catalogue (koembed.data) holds it")
         return found
 
 

@@ -132,7 +132,7 @@ def _card_data(run_dir: Path, model_dir: Path) -> dict[str, Any]:
 
 def sentence_sources(model_dir: Path) -> list[dict[str, str]]:
     """The data files the sentence model was trained on (its saved training config), with their licences."""
-    from koembed.licences import licence_for
+    from koembed.data import licence_for
     from koembed.training.run import CONFIG_NAME
 
     cfg = json.loads((Path(model_dir) / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -141,7 +141,7 @@ def sentence_sources(model_dir: Path) -> list[dict[str, str]]:
     for path in files:
         lic = licence_for(path)
         if lic is None:
-            raise ValueError(f"{path}: its data folder has no entry in koembed.licences.LICENCES")
+            raise ValueError(f"{path}: no data set of the catalogue (koembed.data) holds it")
         out.append({"path": path, "dataset": lic.name, "license": lic.licence, "attribution": lic.attribution})
     return out
 
