@@ -23,12 +23,10 @@ _NAMED_PARENT = ("koembed", "models")
 
 
 def named_models() -> set[str]:
-    """The names koembed resolves without a folder: the models shipped in the package and the imported ones."""
-    from koembed.importers.named import IMPORTED_MODELS
-    from koembed.model_source import PACKAGE_MODELS
+    """The names koembed resolves without a folder (:func:`koembed.model_source.model_names`)."""
+    from koembed.model_source import model_names
 
-    shipped = {p.name for p in PACKAGE_MODELS.iterdir() if p.is_dir()} if PACKAGE_MODELS.is_dir() else set()
-    return shipped | set(IMPORTED_MODELS)
+    return set(model_names())
 
 
 def stable_model_name(name: str | None) -> str | None:

@@ -69,9 +69,6 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSource:
         # Absolute (links kept, not resolved), so an index records a name that finds the model from any folder.
         return ModelSource(name=os.path.abspath(local), path=local.resolve(), kind=_kind(local, name))
     tried.append(f"local folder {local.resolve()} (does not exist)")
-    named = _named_folder(name)
-    if named is not None:  # a koembed name (what an index records for these models: koembed.model_names)
-        return ModelSource(name=name, path=named.resolve(), kind=_kind(named, name))
     if _looks_like_hub_id(name):
         try:
             from huggingface_hub import snapshot_download
@@ -86,17 +83,6 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSource:
     if model is None:
         tried.append("the embedded default model is not installed: pass --model / model=... (a path or Hub id)")
     raise ModelNotFoundError(f"model {name!r} not found; tried: " + "; ".join(tried))
-
-
-def _named_folder(name: str) -> Path | None:
-    """The folder of a model koembed names: shipped in the package, or imported (built once into the cache)."""
-    if "/" in name or name.startswith("."):
-        return None
-    if (PACKAGE_MODELS / name / "modules.json").is_file():
-        return PACKAGE_MODELS / name
-    from koembed.importers.named import IMPORTED_MODELS, ensure_imported_model
-
-    return ensure_imported_model(name) if name in IMPORTED_MODELS else None
 
 
 def _named_model(name: str) -> ModelSource | None:

@@ -87,3 +87,18 @@ def test_the_fingerprint_still_checks_the_model_behind_the_name(tmp_path):
     weights.write_bytes(bytes(data))
     found = _koembed(["search", str(ix), TEXTS[4], "-k", "1", "--mode", "dense", "-q"], pythonpath=other)
     assert found.returncode == 4 and "differs from the index's model" in found.stderr, found.stderr
+
+
+@needs_default_model
+def test_the_embedded_model_is_named_on_the_command_line(tmp_path):
+    import numpy as np
+
+    from koembed.cli import main
+
+    docs = tmp_path / "docs.txt"
+    docs.write_text("\n".join(TEXTS[:8]) + "\n", encoding="utf-8")
+    assert main(["encode", str(docs), "-o", str(tmp_path / "a.npy"), "--model", DEFAULT_MODEL_NAME, "-q"]) == 0
+    assert main(["encode", str(docs), "-o", str(tmp_path / "b.npy"), "-q"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    meta = json.loads((tmp_path / "a.npy.json").read_text(encoding="utf-8"))
+    assert meta["report"]["model"] == DEFAULT_MODEL_NAME
