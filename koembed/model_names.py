@@ -31,7 +31,7 @@ def named_models() -> set[str]:
 
 def stable_model_name(name: str | None) -> str | None:
     """``name`` as an index records it: a koembed-named model's name instead of its folder, else unchanged."""
-    if not name or not os.path.isabs(name):
+    if not isinstance(name, str) or not os.path.isabs(name):  # None, a name, a Hub id (or a corrupt value: kept)
         return name
     path = PurePath(name)
     if path.parent.parts[-2:] == _NAMED_PARENT and path.name in named_models():
@@ -50,6 +50,6 @@ def stable_model_name(name: str | None) -> str | None:
 def public_model_name(name: str | None) -> str | None:
     """What a server says its model (or an index's) is: the stable name, or a local folder's last part."""
     stable = stable_model_name(name)
-    if stable and os.path.isabs(stable):
+    if isinstance(stable, str) and os.path.isabs(stable):
         return PurePath(stable).name
     return stable

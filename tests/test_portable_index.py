@@ -35,6 +35,7 @@ def test_named_models_are_recorded_by_name_and_other_folders_by_path(tmp_path):
     assert stable_model_name(own) == own and public_model_name(own) == "my-model"
     assert stable_model_name("/x/koembed/models/not-a-koembed-model") == "/x/koembed/models/not-a-koembed-model"
     assert stable_model_name("BM-K/KoMiniLM") == "BM-K/KoMiniLM" == public_model_name("BM-K/KoMiniLM")
+    assert stable_model_name(None) is None and stable_model_name(5) == 5  # nothing to name; corrupt: left as is
     assert ModelInfo(old, "f" * 32).name == DEFAULT_MODEL_NAME
     assert ModelInfo.from_dict({"name": old, "fingerprint": "f" * 32}, "ix").as_dict()["name"] == DEFAULT_MODEL_NAME
 
