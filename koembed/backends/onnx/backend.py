@@ -39,8 +39,8 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError:
         raise MissingExtraError(
-            "the onnx backends need onnxruntime: pip install 'koembed[onnx]' (or use the torch backend "
-            "(backend='torch', --backend torch))"
+            "the onnx backends need onnxruntime, a dependency of koembed itself that is missing: pip install "
+            "onnxruntime (or use the torch backend (backend='torch', --backend torch))"
         ) from None
     return onnxruntime
 
