@@ -292,7 +292,7 @@ def test_interrupt_leaves_no_output(korean_file, tmp_path, tiny_encoder, monkeyp
     from koembed.file_encoding import encode_file
 
     calls = []
-    real = tiny_encoder.encode
+    real = tiny_encoder.encode_with_stats  # what encode_file calls per chunk
 
     def interrupted_on_second_chunk(texts, **kwargs):
         calls.append(len(texts))
@@ -300,7 +300,7 @@ def test_interrupt_leaves_no_output(korean_file, tmp_path, tiny_encoder, monkeyp
             raise KeyboardInterrupt
         return real(texts, **kwargs)
 
-    monkeypatch.setattr(tiny_encoder, "encode", interrupted_on_second_chunk)
+    monkeypatch.setattr(tiny_encoder, "encode_with_stats", interrupted_on_second_chunk)
     out = tmp_path / "partial.parquet"
     with pytest.raises(KeyboardInterrupt):
         encode_file(korean_file, out, model=tiny_encoder, chunk_size=5)
