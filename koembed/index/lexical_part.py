@@ -22,8 +22,8 @@ import numpy as np
 
 from koembed.atomic import atomic_path
 from koembed.errors import IndexRefusedError
-from koembed.index import lexical_tables as tables
 from koembed.index.layout import lexical_file_name
+from koembed.index.lexical_tables import delete, encode_queries, insert, load_vocab, read_all, vocab_size
 from koembed.index.manifest import LexicalInfo
 from koembed.lexical.analysers import DEFAULT_ANALYSER, Analyser, get_analyser
 from koembed.lexical.bm25 import K1, B, BM25Matrix
@@ -86,23 +86,23 @@ class LexicalPart:
     def add(self, conn: Any, row_ids: Sequence[int], texts: Sequence[str]) -> int:
         """Tokenise and store documents; returns how many were cut to :data:`MAX_CHARS` characters."""
         if self._vocab is None:
-            self._vocab = tables.load_vocab(conn)
+            self._vocab = load_vocab(conn)
         cut = sum(len(t) > MAX_CHARS for t in texts)
         if cut:
             texts = [t[:MAX_CHARS] for t in texts]
-        tables.insert(conn, zip((int(r) for r in row_ids), self.analyser.many(texts), strict=True), self._vocab)
+        insert(conn, zip((int(r) for r in row_ids), self.analyser.many(texts), strict=True), self._vocab)
         self.dirty = True
         return cut
 
     def remove(self, conn: Any, row_ids: Sequence[int]) -> None:
-        tables.delete(conn, row_ids)
+        delete(conn, row_ids)
         self.dirty = True
 
     def matrix(self, conn: Any) -> BM25Matrix:
         """The matrix searches use: the committed file's, or rebuilt in memory while changes are uncommitted."""
         if self._matrix is None or self.dirty:
-            row_ids, lengths, ids = tables.read_all(conn)
-            self._matrix = BM25Matrix.build(row_ids, lengths, ids, tables.vocab_size(conn),
+            row_ids, lengths, ids = read_all(conn)
+            self._matrix = BM25Matrix.build(row_ids, lengths, ids, vocab_size(conn),
                                             k1=float(self.info["k1"]), b=float(self.info["b"]))
         return self._matrix
 
@@ -124,7 +124,7 @@ class LexicalPart:
         """BM25 top ``k`` of each text: ``(row_ids, scores, extra_scores)`` as :meth:`BM25Matrix.search`."""
         matrix = self.matrix(conn)
         allowed = None if allowed_row_ids is None else np.isin(matrix.row_ids, allowed_row_ids)
-        queries = tables.encode_queries(conn, self.analyser.many(texts))
+        queries = encode_queries(conn, self.analyser.many(texts))
         return matrix.search(queries, k, allowed=allowed, score_rows=score_rows)
 
 
