@@ -11,6 +11,7 @@ from koembed.cli.app import app
 from koembed.data.tasks import EMBEDDING_KINDS, TASKS
 from koembed.errors import InputError
 from koembed.evaluate import BATCH_SIZE
+from koembed.index.modes import DEFAULT_FUSION, FUSIONS, MODES
 from koembed.training.run import STAGES, STS_LOSSES, TrainConfig
 
 _D = TrainConfig()
@@ -94,12 +95,12 @@ def eval_cmd(
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cpu)."),
     mode: str | None = typer.Option(None, "--mode", help="Retrieval through a koembed index and search: "
-                                    "hybrid|dense|lexical (default without --index: exact cosine ranking)."),
+                                    f"{'|'.join(MODES)} (default without --index: exact cosine ranking)."),
     index: str | None = typer.Option(None, "--index", help="Retrieval: search this existing index (its hits are "
                                      "matched to the task's documents by text) instead of indexing the corpus."),
     dense_weight: float | None = typer.Option(None, "--dense-weight", min=0.0, max=1.0,
                                               help="Hybrid: the dense weight (default: the model's, else 0.5)."),
-    fusion: str = typer.Option("convex", "--fusion", help="Hybrid: convex or rrf."),
+    fusion: str = typer.Option(DEFAULT_FUSION, "--fusion", help=f"Hybrid: {' or '.join(FUSIONS)}."),
     half: str | None = typer.Option(None, "--half", help="korquad-retrieval: only the questions of the 'tune' "
                                     "(first) or 'report' (second) half of its articles."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; only the results."),
