@@ -165,7 +165,8 @@ function explain(hit, mode) {
   const s = hit.scores || {};
   if (mode === "dense") return "의미 점수: 질의와 문서 벡터의 코사인 유사도 (1에 가까울수록 뜻이 비슷함)";
   if (mode === "lexical") return "키워드 점수: BM25 (검색어의 낱말이 많이, 드문 낱말일수록 높음; 상한 없음)";
-  return "종합 점수: 의미 " + fmt(s.dense) + "와 키워드 " + fmt(s.lexical) + "를 이 결과 목록 안에서 맞춘 뒤 합친 값";
+  return "종합 점수: 의미(" + fmt(s.dense) + ")·키워드(" + fmt(s.lexical) + ") 점수를 이 결과 목록 안에서 맞춘 뒤 " +
+    "모델의 가중치로 합친 값";
 }
 
 function renderHit(hit, rank, mode) {
