@@ -170,3 +170,18 @@ def test_llamaindex_retriever(server):
 
 
 TOPIC_OF_8 = ["날씨", "경제", "생활"][8 % 3]  # serve_fixtures.write_docs: topics in turn
+
+
+def test_client_errors_are_one_line_and_serve_refuses_writes_without_a_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("KOEMBED_API_KEY", raising=False)
+    from serve_fixtures import free_port
+
+    from koembed.cli import main
+    from koembed.errors import KoembedError
+    from koembed.integrations import KoembedClient
+
+    with pytest.raises(KoembedError, match=r"cannot be reached .*is `koembed serve` running\?"):
+        KoembedClient(f"http://127.0.0.1:{free_port()}", timeout=2).search("서울")
+    assert main(["serve", "--allow-writes", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: serve config: allow_writes needs an API key"), err
