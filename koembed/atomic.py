@@ -81,6 +81,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        # Again: a writer may have put a file of its own at the path (safetensors writes a 0600 file and
+        # renames it there), and every file koembed writes gets the same permissions.
+        os.chmod(tmp, 0o666 & ~umask)
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

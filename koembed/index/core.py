@@ -108,7 +108,8 @@ class Index(IndexWrites):
                                     spec_reason=spec.reason,
                                     search_defaults=dict(spec.search_defaults), created=now(), updated=now(),
                                     config=config or {}, lexical=new_info(analyser) if analyser else None)
-                index = cls(d, manifest, DocStore(d / STORE), new_faiss_index(spec, dim), True, lock_fd)
+                index = cls(d, manifest, DocStore(d / STORE, create=True), new_faiss_index(spec, dim), True,
+                            lock_fd)
                 if analyser:
                     index._start_lexical(manifest.lexical)
                 index.manifest.trained = bool(index.faiss.is_trained)
@@ -145,6 +146,9 @@ class Index(IndexWrites):
             with writing(d, "nothing was changed"):
                 store = DocStore(d / STORE, readonly=not writable)
             committed, fi, lexical = load_generation(d, store, verify=verify, mmap=False if writable else mmap)
+            # Tables dropped or emptied outside koembed: refused here, and a writer counts every row first, so
+            # that its commit cannot make the manifest agree with a damaged store.
+            store.check_against(committed, full=writable)
             if on_disk.generation > committed.generation:
                 raise IndexRefusedError(f"{d}: {MANIFEST} (generation {on_disk.generation}) is newer than {STORE} "
                                         f"(generation {committed.generation}); rebuild the index")

@@ -1,6 +1,7 @@
 """One clear line for the failures of an index that koembed does not cause: a full disk, a read-only file
-or folder, a damaged store. They come as ``OSError`` (Python), ``sqlite3.Error`` (the store) or
-``RuntimeError`` (FAISS, with the system's reason in its text); each is mapped to a ``KoembedError``
+or folder, a damaged store. They come as ``OSError`` (Python), ``sqlite3.Error`` (the store),
+``RuntimeError`` (FAISS) or ``SafetensorError`` (the BM25 file), the last two with the system's reason in
+their text; each is mapped to a ``KoembedError``
 that names the path, says what state the index is in and what to do.
 """
 
@@ -31,7 +32,10 @@ def _reason(exc: BaseException) -> str:
         return str(exc.strerror)
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
     system = re.search(r"\(([^()]+)\)\s*$", text)  # FAISS ends its message with the system's reason
-    return (system.group(1) if system and isinstance(exc, RuntimeError) else text)[:200]
+    if system and isinstance(exc, RuntimeError):
+        return system.group(1)[:200]
+    io = re.search(r"I/O error: (.+)$", text)  # safetensors: "Error while serializing: I/O error: <reason>"
+    return (io.group(1) if io else text)[:200]
 
 
 def write_error(where: object, exc: BaseException, state: str) -> KoembedError | None:
@@ -64,7 +68,9 @@ def writing(where: object, state: str | Callable[[], str]) -> Iterator[None]:
     """Turn a full disk or a read-only target inside the block into one :class:`WriteError`."""
     try:
         yield
-    except (OSError, sqlite3.Error, RuntimeError) as exc:
+    except Exception as exc:  # OSError, sqlite3.Error, FAISS's RuntimeError, safetensors' SafetensorError, ...
+        # Classified by errno or by the system's reason in the text (libraries wrap ENOSPC in their own types);
+        # anything else is not a write failure and goes on as it was.
         err = write_error(where, exc, state() if callable(state) else state)
         if err is None:
             if isinstance(exc, sqlite3.Error):

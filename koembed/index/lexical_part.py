@@ -125,6 +125,9 @@ class LexicalPart:
         matrix = self.matrix(conn)
         allowed = None if allowed_row_ids is None else np.isin(matrix.row_ids, allowed_row_ids)
         queries = encode_queries(conn, self.analyser.many(texts))
+        if any(len(q) and int(q.max()) >= matrix.n_tokens for q in queries):  # the vocabulary table was edited
+            raise IndexRefusedError(f"{conn.path}: the lexical vocabulary holds token ids the BM25 file does not "
+                                    "know; the store was changed outside koembed, the index is corrupt, rebuild it")
         return matrix.search(queries, k, allowed=allowed, score_rows=score_rows)
 
 

@@ -19,13 +19,14 @@ FORMAT_VERSION = 1
 METRIC = "cosine (inner product of L2-normalised vectors)"
 
 
-# The JSON type each known key must have (None is allowed where the dataclass default is None).
+# The JSON type each known key must have; None only where the dataclass default is None (_NULLABLE).
 _TYPES: dict[str, type] = {
     "dim": int, "spec": str, "index_type": str, "metric": str, "spec_reason": str, "search_defaults": dict,
     "count": int, "ntotal": int, "tombstones": int, "next_row_id": int, "trained": bool, "generation": int,
     "files": dict, "created": str, "updated": str, "config": dict, "calibration": dict, "faiss_file": str,
     "lexical": dict, "lists_file": str,
 }
+_NULLABLE = {"calibration", "faiss_file", "lexical", "lists_file"}
 
 
 def _is(value: object, kind: type) -> bool:
@@ -147,8 +148,9 @@ class Manifest:
         if missing:
             raise IndexRefusedError(f"{where}: the manifest lacks {', '.join(missing)}; the index is corrupt, "
                                     "rebuild it")
-        wrong = [f"{k} ({type(data[k]).__name__}, expected {kind.__name__})" for k, kind in _TYPES.items()
-                 if k in data and data[k] is not None and not _is(data[k], kind)]
+        wrong = [f"{k} ({'null' if data[k] is None else type(data[k]).__name__}, expected {kind.__name__})"
+                 for k, kind in _TYPES.items()
+                 if k in data and not (data[k] is None and k in _NULLABLE) and not _is(data[k], kind)]
         if not isinstance(data.get("model") or {}, dict):
             wrong.append(f"model ({type(data['model']).__name__}, expected dict)")
         if wrong:

@@ -65,33 +65,99 @@ def metadata_json(metadata: dict[str, Any] | None) -> str:
     return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}")
+    return value
+
+
 def _json_path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class DocStore:
-    """A SQLite document store; writes happen inside :meth:`begin` ... :meth:`commit`."""
+# The tables every store has (the lexical part adds its own, koembed.index.lexical_tables).
+TABLES = ("docs", "tombstones", "state")
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+
+class DocStore:
+    """A SQLite document store; writes happen inside :meth:`begin` ... :meth:`commit`.
+
+    ``create``: a new store (its tables are made). Otherwise the file must already be a store: one that
+    is empty or lacks a table is refused before anything is written to it, by readers and writers alike
+    (a writer recreating a dropped ``docs`` table would make a damaged index look empty but healthy).
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False, *, create: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.conn: sqlite3.Connection | None = None
         try:
+            if not create:
+                _require_store_file(self.path)
             if readonly:
                 self.conn = _connect_readonly(self.path)
             else:
                 self.conn = sqlite3.connect(str(self.path), isolation_level=None, factory=_Connection)
                 self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not create:
+                self.require_tables(TABLES)  # a read: nothing is written into a file about to be refused
+            if not readonly:
                 if self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                     raise sqlite3.OperationalError("cannot switch to WAL mode")
                 self.conn.execute("PRAGMA synchronous=FULL")
-                self.conn.executescript(_SCHEMA)
+                if create:
+                    self.conn.executescript(_SCHEMA)
             self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: search fetches are random reads
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as exc:
-            with contextlib.suppress(Exception):
-                self.conn.close()
+        except (sqlite3.Error, IndexRefusedError) as exc:
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+            if isinstance(exc, IndexRefusedError):
+                raise
             raise refused_store(self.path, exc) from None
         self.conn.path = self.path
+
+    def require_tables(self, names: Iterable[str]) -> None:
+        """Refuse the store when any of the tables ``names`` is missing (dropped, or never made)."""
+        present = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [n for n in names if n not in present]
+        if missing:
+            raise IndexRefusedError(f"{self.path}: not a readable document store (no table {', '.join(missing)}); "
+                                    "the index is corrupt, rebuild it")
+
+    def check_against(self, manifest: Manifest, *, full: bool) -> None:
+        """Refuse a store that does not hold what the committed ``manifest`` says it does.
+
+        Always (a cheap probe): the lexical part's tables exist when the manifest has one, and a table the
+        manifest counts rows in is empty exactly when that count is 0 (a table emptied by hand). ``full``
+        (writers, before they change anything): the row counts themselves, so that no commit turns a
+        damaged store into a manifest that agrees with it.
+        """
+        lexical = manifest.lexical
+        if lexical is not None:
+            self.require_tables(("lex_vocab", "lex_docs"))
+        counts = [("docs", manifest.count), ("tombstones", manifest.tombstones)]
+        if lexical is not None and lexical.get("file"):
+            counts += [("lex_docs", int(lexical.get("documents") or 0)),
+                       ("lex_vocab", int(lexical.get("vocabulary") or 0))]
+        top = self.conn.execute("SELECT max(row_id) FROM docs").fetchone()[0]  # one B-tree probe
+        if top is not None and not (isinstance(top, int) and top < manifest.next_row_id):
+            raise IndexRefusedError(f"{self.path}: table docs holds row id {top}, but the committed manifest has given "
+                                    f"out row ids below {manifest.next_row_id} only; the store was changed outside "
+                                    "koembed, the index is corrupt, rebuild it")
+        for table, expected in counts:
+            if full:
+                found = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                wrong = found != expected
+            else:
+                found = "some" if self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0] else 0
+                wrong = (found == 0) != (expected == 0)
+            if wrong:
+                raise IndexRefusedError(f"{self.path}: table {table} holds {found} rows, the committed manifest says "
+                                        f"{expected}; the store was changed outside koembed, the index is corrupt, "
+                                        "rebuild it")
 
     def close(self) -> None:
         self.conn.close()
@@ -174,13 +240,25 @@ class DocStore:
         cols = ", ".join(["d.row_id", "d.ext_id"] + ["d.text"] * text + ["d.metadata"] * meta)
         rows = self.conn.execute(f"SELECT {cols} FROM json_each(?) AS j JOIN docs AS d ON d.row_id = j.value",
                                  (ids,)).fetchall()
-        if text and meta:
-            return {r: (e, t, {} if m == "{}" else json.loads(m)) for r, e, t, m in rows}
-        if text:
-            return {r: (e, t, {}) for r, e, t in rows}
-        if meta:
-            return {r: (e, "", {} if m == "{}" else json.loads(m)) for r, e, m in rows}
-        return {r: (e, "", {}) for r, e in rows}
+        # Columns SQLite would let a hand edit turn into a blob or a number: refused, not passed on to crash later.
+        if not all(type(v) is str for row in rows for v in row[1:]):
+            raise self._damaged_row(next(row[0] for row in rows if not all(type(v) is str for v in row[1:])),
+                                    "a field that is not text")
+        try:
+            if text and meta:
+                return {r: (e, t, {} if m == "{}" else _object(m)) for r, e, t, m in rows}
+            if text:
+                return {r: (e, t, {}) for r, e, t in rows}
+            if meta:
+                return {r: (e, "", {} if m == "{}" else _object(m)) for r, e, m in rows}
+            return {r: (e, "", {}) for r, e in rows}
+        except ValueError as exc:
+            raise self._damaged_row(None, f"metadata that is not a JSON object ({exc})") from None
+
+    def _damaged_row(self, row_id: int | None, what: str) -> IndexRefusedError:
+        which = f"document row {row_id}" if row_id is not None else "a document row"
+        return IndexRefusedError(f"{self.path}: {which} holds {what}; the store was changed outside koembed, the "
+                                 "index is corrupt, rebuild it")
 
     def insert(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
         """Insert ``(row_id, ext_id, text, metadata_json)`` rows (the caller deleted older versions)."""
@@ -221,16 +299,25 @@ class DocStore:
             options = list(value) if isinstance(value, list | tuple | set) else [value]
             if not options:
                 return np.zeros(0, dtype=np.int64)
-            parts = []
+            parts, listed = [], []
+            path = _sql_str(_json_path(key))
             for v in options:
                 if v is None:
-                    parts.append(f"json_type(metadata, '{_sql_str(_json_path(key))}') = 'null'")
+                    parts.append(f"json_type(metadata, '{path}') = 'null'")
                     continue
                 if isinstance(v, dict | list):
                     raise InputError(f"filter {key!r}: only scalar values can be matched, got {type(v).__name__}")
                 for form in filter_equivalents(v):
-                    parts.append(f"json_extract(metadata, '{_sql_str(_json_path(key))}') = ?")
-                    params.append(form)
+                    if isinstance(form, float) and not math.isfinite(form):  # JSON has no NaN: bound on its own
+                        parts.append(f"json_extract(metadata, '{path}') = ?")
+                        params.append(form)
+                    else:
+                        listed.append(form)
+            if listed:
+                # One IN over a JSON array, however many values: an OR per value hit SQLite's expression depth
+                # limit (1000) at about 500 values.
+                parts.append(f"json_extract(metadata, '{path}') IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(listed, ensure_ascii=False))
             clauses.append("(" + " OR ".join(parts) + ")")
         q = "SELECT row_id FROM docs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = self.conn.execute(q, params).fetchall()
@@ -261,6 +348,17 @@ class _Connection(sqlite3.Connection):
             if self.path is None:
                 raise
             raise refused_store(self.path, exc) from None
+
+
+def _require_store_file(path: Path) -> None:
+    """Refuse a missing or empty file before SQLite opens it (opening a writer would give it a header)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IndexRefusedError(f"{path}: missing; the index is incomplete, rebuild it") from None
+    if size == 0:
+        raise IndexRefusedError(f"{path}: not a readable document store (an empty file); the index is corrupt, "
+                                "rebuild it")
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:

@@ -274,7 +274,7 @@ def _write_docs(work: Path, parts: list[dict[str, Any]], say) -> int:
     from koembed.index.layout import STORE
     from koembed.index.store import DocStore
 
-    store = DocStore(work / STORE)
+    store = DocStore(work / STORE, create=True)  # its own work file, resumed: the tables may exist
     try:
         done = set(store.get_state("parts_done", []))
         replaced = int(store.get_state("replaced", 0))

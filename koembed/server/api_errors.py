@@ -11,6 +11,7 @@ answered with a 500 that says only that something went wrong.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -117,6 +118,21 @@ class CatchUnexpected:
                                  "internal")(scope, receive, send)
 
 
+# An absolute path of two parts or more in a message: "/srv/data/news/docs.sqlite" (up to a space, quote, colon
+# or bracket).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/>])/(?:[^\s/:;,'\"()<>]+/)+[^\s/:;,'\"()<>]+")
+
+
+def public_message(message: str, request: Request) -> str:
+    """``message`` without the server's paths: an index's directory reads as the index's name, any other
+    absolute path as its last part. Clients know indexes by name; the layout of the server's disk is not theirs."""
+    service = getattr(request.app.state, "service", None)
+    registry = getattr(service, "registry", None)
+    for name in getattr(registry, "names", []):
+        message = message.replace(str(registry.path_of(name)), f"<index {name}>")
+    return _ABSOLUTE_PATH.sub(lambda m: "…/" + m.group(0).rsplit("/", 1)[-1], message)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into a JSON error."""
     app.add_middleware(CatchUnexpected)  # the first added is the innermost: it sees the routes' exceptions
@@ -146,12 +162,13 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), None, None, dict(exc.headers or {}))
 
     @app.exception_handler(KoembedError)
-    async def _koembed(_: Request, exc: KoembedError) -> JSONResponse:
+    async def _koembed(request: Request, exc: KoembedError) -> JSONResponse:
         status = 422 if isinstance(exc, InputError) else 409 if isinstance(exc, IndexRefusedError) else 500
         if status == 500:
             log.error("request failed: %s", exc)
             return error_response(500, "internal server error; the server log has the details", None, "internal")
-        return error_response(status, str(exc), None, type(exc).__name__)
+        log.info("request refused: %s", exc)  # the log keeps the paths the answer leaves out
+        return error_response(status, public_message(str(exc), request), None, type(exc).__name__)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
