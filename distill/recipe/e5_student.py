@@ -81,6 +81,9 @@ class E5StudentConfig:
     freeze_embeddings: bool = True  # the word table (most parameters; rare pieces see few updates) stays the teacher's
     student: dict[str, Any] = field(default_factory=lambda: {"num_hidden_layers": 6, "hidden_size": 384,
                                                              "num_attention_heads": 12, "intermediate_size": 1536})
+    diet_sources: list[str] | None = None  # names of DIET sources to use; None = all
+    teacher_backend: str = "onnx"  # koembed backend that computes the teacher's vectors
+    eval_backend: str = "onnx"
     max_rows: int = 0  # use only the first N rows of the (shuffled) diet; 0 = all. Sizes the run to the session
     epochs: float = 1.0
     batch_size: int = 32
@@ -90,9 +93,11 @@ class E5StudentConfig:
     checkpoint_every: int = 200
     log_every: int = 50
     teacher_batch: int = 64
+    reuse_from: str | None = None  # another run folder whose diet and teacher vectors this run uses (same rows)
     package_dir: str | None = None  # where `package` writes the model (e.g. koembed/models/NAME); None = no package
     threads: int = 0
     quiet: bool = False
+    eval_max_samples: int | None = None  # None: every pair/question of each task
     eval_tasks: list[str] = field(default_factory=lambda: ["korsts-dev", "korsts", "klue-sts", "korquad-retrieval"])
 
     @classmethod
@@ -104,7 +109,7 @@ class E5StudentConfig:
 
 
 class E5StudentRecipe:
-    STAGES = ("diet", "teacher_vectors", "train", "evaluate", "package")
+    STAGES = ("diet", "teacher_vectors", "initial", "train", "evaluate", "package")
 
     def __init__(self, cfg: E5StudentConfig, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
@@ -140,11 +145,32 @@ class E5StudentRecipe:
         return results
 
     # -- stages ---------------------------------------------------------------------------------------------
+    def _reuse(self, stage: str) -> dict[str, Any] | None:
+        """Copy a finished stage from ``reuse_from`` (a baseline trained on the very same rows and vectors)."""
+        if not self.cfg.reuse_from:
+            return None
+        import shutil
+
+        src = Path(self.cfg.reuse_from) / stage
+        if not (src / "stage.json").is_file():
+            raise InputError(f"reuse_from: {src} has not finished the {stage} stage; run that recipe first")
+        shutil.rmtree(self.out / stage, ignore_errors=True)
+        shutil.copytree(src, self.out / stage, ignore=shutil.ignore_patterns("stage.json"))
+        return json.loads((src / "stage.json").read_text(encoding="utf-8")) | {"reused_from": str(src)}
+
     def stage_diet(self) -> dict[str, Any]:
         """diet/diet.jsonl: {"text", "role", "max_length", "source"} rows, shuffled with the seed."""
+        reused = self._reuse("diet")
+        if reused is not None:
+            return reused
         rng = random.Random(self.cfg.seed)
         rows, counts = [], {}
+        unknown = set(self.cfg.diet_sources or []) - {d.source.name for d in DIET}
+        if unknown:
+            raise InputError(f"diet_sources: unknown source(s) {', '.join(sorted(unknown))}")
         for d in DIET:
+            if self.cfg.diet_sources is not None and d.source.name not in self.cfg.diet_sources:
+                continue
             texts = list(dict.fromkeys(iter_source(self.data, d.source)))
             if d.cap and len(texts) > d.cap:
                 texts = random.Random(f"{self.cfg.seed}-{d.source.name}").sample(texts, d.cap)
@@ -163,6 +189,9 @@ class E5StudentRecipe:
 
     def stage_teacher_vectors(self) -> dict[str, Any]:
         """The teacher's normalised vectors of every diet row (its prompt, its max length), in resumable shards."""
+        reused = self._reuse("teacher_vectors")
+        if reused is not None:
+            return reused
         from koembed.encoder import KoMiniLMEncoder
 
         rows = self._diet()
@@ -172,7 +201,7 @@ class E5StudentRecipe:
 
         from koembed.model_source import resolve_model
 
-        enc = KoMiniLMEncoder(self.cfg.teacher, backend="onnx")
+        enc = KoMiniLMEncoder(self.cfg.teacher, backend=self.cfg.teacher_backend)
         tok = Tokenizer.from_file(str(resolve_model(self.cfg.teacher).path / "tokenizer.json"))
         t0, done = time.time(), 0
         for start in range(0, len(rows), shard_size):
@@ -199,24 +228,33 @@ class E5StudentRecipe:
         vecs = np.concatenate([np.load(s) for s in shards])
         return vecs[: self.cfg.max_rows] if self.cfg.max_rows else vecs
 
+    def stage_initial(self) -> dict[str, Any]:
+        """The student before any training (row (e) of docs/recipe.md's table when ``init`` is "teacher")."""
+        from distill.recipe.e5_train import save_initial_student
+
+        return save_initial_student(self.cfg, self.out / "initial" / "model")
+
     def stage_train(self) -> dict[str, Any]:
         from distill.recipe.e5_train import train_student
 
         return train_student(self.cfg, self._diet(), self._teacher_matrix(), self.out / "train", self.log)
 
     def stage_evaluate(self) -> dict[str, Any]:
-        """The trained student on the catalogue's embedding tasks (local files only: reproducible offline)."""
+        """The student before and after training on the catalogue's embedding tasks (local files: reproducible)."""
         from koembed.encoder import KoMiniLMEncoder
         from koembed.evaluate import run_task
 
-        enc = KoMiniLMEncoder(str(self.out / "train" / "model"), backend="onnx")
-        results = {}
-        for task in self.cfg.eval_tasks:
-            try:
-                results[task] = run_task(enc, task, data_dir=self.data, use_hub=False)
-            except InputError as exc:
-                results[task] = {"skipped": str(exc)}
-            self.log(f"[evaluate] {task}: {results[task]}")
+        results: dict[str, Any] = {}
+        for which in ("initial", "train"):
+            enc = KoMiniLMEncoder(str(self.out / which / "model"), backend=self.cfg.eval_backend)
+            for task in self.cfg.eval_tasks:
+                try:
+                    res = run_task(enc, task, data_dir=self.data, max_samples=self.cfg.eval_max_samples,
+                                   use_hub=False)
+                except InputError as exc:
+                    res = {"skipped": str(exc)}
+                results.setdefault("trained" if which == "train" else "initial", {})[task] = res
+                self.log(f"[evaluate] {which} {task}: {res}")
         return results
 
     def stage_package(self) -> dict[str, Any]:

@@ -20,31 +20,45 @@ import numpy as np
 POOL_BATCHES = 50
 
 
-def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
-                  log: Callable[[str], None]) -> dict[str, Any]:
-    import torch
-    from tokenizers import Tokenizer
+def build_initial_student(cfg):
+    """The student before training: (model, its BertConfig, the teacher's folder, tensors copied, prompts)."""
     from transformers import BertModel
 
-    from distill.recipe.e5_student import lr_at, steps_for
     from distill.student import build_student, student_config
     from koembed.encoder import KoMiniLMEncoder
     from koembed.model_source import resolve_model
 
-    if len(diet) != len(teacher_vecs):
-        raise RuntimeError(f"diet has {len(diet)} rows but the teacher's vectors {len(teacher_vecs)}: rerun both")
     teacher_dir = resolve_model(cfg.teacher).path
-    prompts = KoMiniLMEncoder(cfg.teacher, backend="onnx").role_prompts()
-    tok = Tokenizer.from_file(str(teacher_dir / "tokenizer.json"))
+    prompts = KoMiniLMEncoder(cfg.teacher, backend=cfg.teacher_backend).role_prompts()
     teacher = BertModel.from_pretrained(teacher_dir)
     s_cfg = student_config(dict(cfg.student), teacher.config)
     pairs = list(enumerate(cfg.teacher_layers))
-    model, copied = build_student(s_cfg, teacher, pairs if cfg.init == "teacher" else None, seed=cfg.seed)
-    if cfg.init == "random":  # same vocabulary and shape; nothing copied
-        copied = []
+    model, copied = build_student(s_cfg, teacher if cfg.init == "teacher" else None,
+                                  pairs if cfg.init == "teacher" else None, seed=cfg.seed)
+    return model, s_cfg, teacher_dir, copied, prompts
+
+
+def save_initial_student(cfg, folder: Path) -> dict[str, Any]:
+    """Row (e) of the evidence table: the layer-dropped (or random) student saved as it starts, untrained."""
+    model, _, teacher_dir, copied, _ = build_initial_student(cfg)
+    model.eval()
+    _save_sentence_model(model, teacher_dir, folder)
+    return {"model": str(folder), "copied_tensors": len(copied), "init": cfg.init}
+
+
+def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    import torch
+    from tokenizers import Tokenizer
+
+    from distill.recipe.e5_student import lr_at, steps_for
+
+    if len(diet) != len(teacher_vecs):
+        raise RuntimeError(f"diet has {len(diet)} rows but the teacher's vectors {len(teacher_vecs)}: rerun both")
+    model, s_cfg, teacher_dir, copied, prompts = build_initial_student(cfg)
+    tok = Tokenizer.from_file(str(teacher_dir / "tokenizer.json"))
     if cfg.freeze_embeddings and cfg.init == "teacher":
         model.embeddings.word_embeddings.weight.requires_grad_(False)
-    del teacher  # its vectors are cached; only its weights seeded the student
 
     # Tokenise once: each row with its prompt, cut at its max length.
     ids: list[list[int]] = []
@@ -88,7 +102,7 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
         pooled = (hidden * m).sum(1) / m.sum(1)
         vec = torch.nn.functional.normalize(pooled, dim=-1)
         loss = ((vec - targets[batch]) ** 2).sum(-1).mean()
-        parts = {"embedding": float(loss)}
+        parts = {"embedding": loss.item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -111,11 +125,12 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
     model.eval()
     folder = out / "model"
     _save_sentence_model(model, teacher_dir, folder)
-    first = float(np.mean([x["embedding"] for x in losses[:50]]))
-    last = float(np.mean([x["embedding"] for x in losses[-50:]]))
+    window = max(1, min(50, total // 10))  # the first and last tenth of the run, at most 50 steps each
+    first = float(np.mean([x["embedding"] for x in losses[:window]]))
+    last = float(np.mean([x["embedding"] for x in losses[-window:]]))
     return {"steps": total, "rows": len(diet), "copied_tensors": len(copied), "init": cfg.init,
-            "teacher_layers": cfg.teacher_layers, "embedding_loss_first_50": round(first, 5),
-            "embedding_loss_last_50": round(last, 5), "model": str(folder),
+            "teacher_layers": cfg.teacher_layers, "embedding_loss_first": round(first, 5),
+            "embedding_loss_last": round(last, 5), "loss_window_steps": window, "model": str(folder),
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
