@@ -8,6 +8,7 @@ no meaning. Outputs go to ``.cache/demo/``.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -38,9 +39,27 @@ def demo_model() -> list[str]:
     return ["--model", str(tiny)]
 
 
-def run(args: list[str]) -> None:
+def run(args: list[str], capture: bool = False) -> str:
     print("$ koembed " + " ".join(shlex.quote(a) for a in args[len(KOEMBED):]), file=sys.stderr, flush=True)
-    subprocess.run(args, check=True)
+    done = subprocess.run(args, check=True, stdout=subprocess.PIPE if capture else None, text=True)
+    return done.stdout or ""
+
+
+def found_by(index: str, query: str, k: int, model: list[str]) -> None:
+    """The default (hybrid) search's hits, each with the side that found it: its own top-k in dense mode
+    (meaning: the model), in lexical mode (shared words, BM25), or both."""
+    def hits(mode: str) -> list[dict]:
+        out = run([*KOEMBED, "search", index, query, "-k", str(k), "--json", "--mode", mode, "-q", *model],
+                  capture=True)
+        return json.loads(out)["hits"]
+
+    dense_ids = {h["id"] for h in hits("dense")}
+    lexical_ids = {h["id"] for h in hits("lexical")}
+    print(f"\n{query}")
+    for rank, hit in enumerate(hits("hybrid"), start=1):
+        sides = [name for name, ids in (("dense", dense_ids), ("lexical", lexical_ids)) if hit["id"] in ids]
+        side = " + ".join(sides) or "fusion only"
+        print(f"  {rank}. [{side:<17}] {hit['text']}")
 
 
 def main() -> None:
@@ -53,8 +72,10 @@ def main() -> None:
     shutil.rmtree(OUT / "index", ignore_errors=True)
     run([*KOEMBED, "index", texts, "-o", str(OUT / "index"), *model])
     run([*KOEMBED, "info", str(OUT / "index")])
+    run([*KOEMBED, "search", str(OUT / "index"), QUERIES[0], "-k", "3"])  # the table as the CLI prints it
+    print("\nWhich side found each hit (its own top 3 in dense mode, in lexical mode, or both):")
     for query in QUERIES:
-        run([*KOEMBED, "search", str(OUT / "index"), query, "-k", "3"])
+        found_by(str(OUT / "index"), query, 3, model)
 
 
 if __name__ == "__main__":
