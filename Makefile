@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 		     $(BIN)/pip install -q $(TORCH); }
 	# The extras the tests need: every one (the slim default install is tested in a venv of its own,
 	# tests/test_slim_install.py).
-	$(BIN)/pip install -q -e '.[dev,distill,parquet,scale,serve,kiwi,langchain,llamaindex]'
+	$(BIN)/pip install -q -e '.[dev,distill,parquet,scale,serve,kiwi,langchain,llamaindex,e5]'
 	touch $(STAMP)
 
 setup: $(STAMP)
