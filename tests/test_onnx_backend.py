@@ -180,11 +180,12 @@ def test_bare_bert_after_crashed_export_and_without_torch_import(onnx_cache, tin
     np.testing.assert_allclose(np.load(out), vecs[:10], atol=1e-5)
 
 
-def test_missing_onnxruntime_names_the_extra(tiny_st_dir, monkeypatch):
+def test_missing_onnxruntime_says_what_to_install(tiny_st_dir, monkeypatch):
     from koembed import KoMiniLMEncoder
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
-    with pytest.raises(MissingExtraError, match=r"pip install 'koembed\[onnx\]'"):
+    # onnxruntime is a core dependency since the slim install (issue 26): the message names the package itself.
+    with pytest.raises(MissingExtraError, match=r"pip install onnxruntime"):
         KoMiniLMEncoder(str(tiny_st_dir), backend="onnx")
 
 
