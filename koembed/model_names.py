@@ -1,6 +1,6 @@
 """The name an index records for its model, and the name a server shows: never a path where a name exists.
 
-A model koembed can name (the embedded ``kominilm-nano-sts`` in the package's ``models/`` folder, the
+A model koembed can name (the embedded ``kominilm-e5-ko`` in the package's ``models/`` folder, the
 imported ``e5-small``/``e5-small-ko`` in ``cache_dir()/models``) is recorded by that name, not by where
 this environment happens to keep it: an index built in one venv is then searched from another venv, a
 container or another user's account, where :func:`koembed.model_source.resolve_model` finds the same

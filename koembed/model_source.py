@@ -20,7 +20,7 @@ from koembed.errors import ModelNotFoundError
 from koembed.model_card import MODEL_CARD
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL_NAME = "kominilm-nano-sts"
+DEFAULT_MODEL_NAME = "kominilm-e5-ko"
 # Files that determine the vectors: weights, tokenizer, architecture and module configs.
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 _FINGERPRINT_SKIP_DIRS = {"onnx", ".cache", "runs", "eval", "checkpoints"}

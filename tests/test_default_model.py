@@ -13,10 +13,10 @@ import pytest
 from koembed.model_source import DEFAULT_MODEL_NAME, PACKAGE_MODELS
 
 DEFAULT = PACKAGE_MODELS / DEFAULT_MODEL_NAME
-PACKAGE_MAX_BYTES = 40 * 1000 * 1000  # issue 16: the installed package stays under 40 MB with the ONNX graph
+PACKAGE_MAX_BYTES = 60 * 1000 * 1000  # issue 25: the installed package stays under 60 MB with the ONNX graph
 pytestmark = pytest.mark.skipif(
     not (DEFAULT / "modules.json").is_file(),
-    reason=f"no embedded default model at {DEFAULT} (made by `python -m distill recipe nano`)",
+    reason=f"no embedded default model at {DEFAULT} (made by `python -m distill recipe e5-student`)",
 )
 
 
@@ -55,5 +55,21 @@ def test_default_model_korsts_test_spearman_matches_its_card(encoder, card, data
     from koembed.evaluate import run_task
 
     measured = run_task(encoder, "korsts-test", data_dir)["spearman"]
-    assert abs(measured - card["korsts_test_as_shipped"]) <= 0.5
-    assert abs(measured - card["scores"]["d_distilled"]["korsts-test"]) <= 0.5
+    assert abs(measured - card["scores_as_shipped"]["korsts"]["spearman"]) <= 0.5
+    assert abs(measured - card["scores"]["trained"]["korsts"]["spearman"]) <= 0.5
+    # Far above the previous default (64.5) and TF-IDF (65.9); issue 25 asked for 74, which this model misses
+    # (docs/recipe.md says by how much and why), so the guard is the floor it must never fall back under.
+    assert measured >= 70
+
+
+def test_default_model_earns_a_dense_weight(card):
+    """Hybrid search gives the embedded model a say (issue 25): its tuned weight is above 0."""
+    assert card["search"]["dense_weight"] > 0
+
+
+def test_shipped_graph_borrows_the_safetensors_weights():
+    """One copy of the weights ships: the ONNX graph's big tensors come from model.safetensors at load."""
+    manifest = json.loads((DEFAULT / "onnx" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["shared_weights"]
+    graph = (DEFAULT / "onnx" / "model.onnx").stat().st_size
+    assert graph < (DEFAULT / "model.safetensors").stat().st_size / 10

@@ -43,7 +43,7 @@ class RecipeConfig:
     distill: dict[str, Any] = field(default_factory=dict)  # distill.minilm.DistillConfig fields
     sentence: dict[str, Any] = field(default_factory=dict)  # koembed.training.TrainConfig fields
     bench: dict[str, Any] = field(default_factory=dict)  # distill.bench.run.BenchConfig fields
-    package_dir: str = "koembed/models/kominilm-nano-sts"
+    package_dir: str = "runs/kominilm-nano-sts"  # the nano model left the package: docs/results/kominilm-nano-sts
     threads: int = 0  # torch threads the stages run on; 0 = torch's default (all cores)
     quiet: bool = False
 
