@@ -28,20 +28,18 @@ def recipe_command(
     from distill.recipe.run import Recipe, load_recipe_json
 
     data = load_recipe_json(name)
+    stages = only.split(",") if only else None
     if data.get("kind") == "e5-student":
         from distill.recipe.e5_student import E5StudentConfig, run_e5_student
 
-        e5cfg = E5StudentConfig.from_dict(data, name)
-        if output_dir:
-            e5cfg.output_dir = output_dir
-        if data_dir:
-            e5cfg.data_dir = data_dir
-        if threads is not None:
-            e5cfg.threads = threads
-        e5cfg.quiet = e5cfg.quiet or quiet
-        run_e5_student(e5cfg, only.split(",") if only else None)
+        run_e5_student(_overridden(E5StudentConfig.from_dict(data, name), output_dir, data_dir, threads, quiet), stages)
         return
-    cfg = RecipeConfig.load(name)
+    cfg = _overridden(RecipeConfig.load(name), output_dir, data_dir, threads, quiet)
+    Recipe(cfg, log=lambda m: print(m, file=sys.stderr, flush=True)).run(stages)
+
+
+def _overridden(cfg, output_dir: str | None, data_dir: str | None, threads: int | None, quiet: bool):
+    """The command line's settings over a recipe's (any recipe config has these four fields)."""
     if output_dir:
         cfg.output_dir = output_dir
     if data_dir:
@@ -49,4 +47,4 @@ def recipe_command(
     if threads is not None:
         cfg.threads = threads
     cfg.quiet = cfg.quiet or quiet
-    Recipe(cfg, log=lambda m: print(m, file=sys.stderr, flush=True)).run(only.split(",") if only else None)
+    return cfg

@@ -52,8 +52,8 @@ Details, the baselines and the commands: docs/recipe.md and docs/models.md in ko
 
 
 def package_student(run_dir: Path, target: Path, cfg, log: Callable[[str], None]) -> dict[str, Any]:
-    from distill.recipe.e5_student import DIET
-    from distill.recipe.package import _fp16_safetensors, ship_onnx
+    from distill.recipe.e5_diet import DIET
+    from distill.recipe.package import ship_onnx, store_weights_fp16
     from koembed.data import licence_for
     from koembed.evaluate import run_task
     from koembed.model_source import ModelSource, model_fingerprint
@@ -62,13 +62,7 @@ def package_student(run_dir: Path, target: Path, cfg, log: Callable[[str], None]
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model_dir, staging)
-    for weights in staging.rglob("*.safetensors"):
-        _fp16_safetensors(weights)
-    config_path = staging / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["dtype"] = "float32"
-    config.pop("torch_dtype", None)
-    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    config = store_weights_fp16(staging)
     log("[package] shipping the ONNX graph (shared weights) and checking it against torch")
     onnx_check = ship_onnx(staging, None if cfg.data_dir is None else Path(cfg.data_dir))
 

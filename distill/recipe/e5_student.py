@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import sys
 import time
@@ -27,44 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from distill.recipe.corpus import TextSource, iter_source
-from koembed import korean_data as kd
+from distill.recipe.corpus import iter_source
+from distill.recipe.e5_diet import DIET, DOCUMENT, QUERY
 from koembed.atomic import atomic_write_text
 from koembed.errors import InputError
 from koembed.paths import data_dir as default_data_dir
-
-QUERY, DOCUMENT = "query", "document"
-
-
-@dataclass(frozen=True)
-class DietSource:
-    """Texts of one source, how many to take (0 = all), and the prompt (role) the teacher embeds them with."""
-
-    source: TextSource
-    cap: int
-    role: str
-    max_length: int = 128
-
-
-# None of these is a split that a reported number is measured on (see distill.recipe.corpus).
-DIET: tuple[DietSource, ...] = (
-    DietSource(TextSource("nsmc-neutral", "nsmc/raw_neutral_reviews.tsv", 3), 9000, QUERY),
-    DietSource(TextSource("nsmc-train", "nsmc/ratings_train.txt", "sentence1", reader=kd.read_nsmc), 6000, QUERY),
-    DietSource(TextSource("hate-speech-unlabeled", "korean_hate_speech/unlabeled/unlabeled_comments_5.txt", None,
-                          header=False), 3000, QUERY),
-    DietSource(TextSource("3i4k-train", "3i4k/train_val_test/fci_train_val.txt", 1, header=False), 4000, QUERY),
-    DietSource(TextSource("sae4k", "sae4k/sae4k_v1.txt", 0, header=False), 3000, QUERY),
-    DietSource(TextSource("chatbot-q", "chatbot_data/ChatbotData.csv", 0, delimiter=","), 4000, QUERY),
-    DietSource(TextSource("korsts-train-1", "korsts/sts-train.tsv", "sentence1", reader=kd.read_korsts), 0, QUERY),
-    DietSource(TextSource("korsts-train-2", "korsts/sts-train.tsv", "sentence2", reader=kd.read_korsts), 0, QUERY),
-    DietSource(TextSource("boolq-questions", "kobest/BoolQ/train.tsv", 2), 0, QUERY),
-    # Documents: Wikipedia paragraphs (KoBEST BoolQ train), news sentences, and short texts as short documents.
-    DietSource(TextSource("boolq-passages", "kobest/BoolQ/train.tsv", 1), 0, DOCUMENT, 256),
-    DietSource(TextSource("news-v1-dev-ko", "ko_en_parallel/news-v1/korean-english-park.dev.ko", None,
-                          header=False), 0, DOCUMENT),
-    DietSource(TextSource("chatbot-a", "chatbot_data/ChatbotData.csv", 1, delimiter=","), 3000, DOCUMENT),
-    DietSource(TextSource("nsmc-neutral-docs", "nsmc/raw_neutral_reviews.tsv", 3), 3000, DOCUMENT),
-)
 
 
 @dataclass
@@ -290,15 +256,3 @@ def run_e5_student(cfg: E5StudentConfig, only: list[str] | None = None) -> dict[
 
         torch.set_num_threads(cfg.threads)
     return E5StudentRecipe(cfg, log=lambda m: print(m, file=sys.stderr, flush=True)).run(only)
-
-
-def lr_at(step: int, total: int, warmup: float, peak: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` of the steps, then linear decay to 0."""
-    w = max(1, int(total * warmup))
-    if step < w:
-        return peak * (step + 1) / w
-    return peak * max(0.0, (total - step) / max(1, total - w))
-
-
-def steps_for(rows: int, batch_size: int, epochs: float) -> int:
-    return max(1, math.ceil(rows * epochs / batch_size))

@@ -9,6 +9,7 @@ Batches hold texts of similar length (sorted within shuffled pools of 50 batches
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -50,8 +51,6 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
                   log: Callable[[str], None]) -> dict[str, Any]:
     import torch
     from tokenizers import Tokenizer
-
-    from distill.recipe.e5_student import lr_at, steps_for
 
     if len(diet) != len(teacher_vecs):
         raise RuntimeError(f"diet has {len(diet)} rows but the teacher's vectors {len(teacher_vecs)}: rerun both")
@@ -166,3 +165,15 @@ def _save_sentence_model(model, teacher_dir: Path, folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
+
+
+def lr_at(step: int, total: int, warmup: float, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` of the steps, then linear decay to 0."""
+    w = max(1, int(total * warmup))
+    if step < w:
+        return peak * (step + 1) / w
+    return peak * max(0.0, (total - step) / max(1, total - w))
+
+
+def steps_for(rows: int, batch_size: int, epochs: float) -> int:
+    return max(1, math.ceil(rows * epochs / batch_size))

@@ -33,6 +33,18 @@ def _fp16_safetensors(path: Path) -> None:
     path.chmod(0o644)  # shipped inside the package: readable by every user
 
 
+def store_weights_fp16(folder: Path) -> dict[str, Any]:
+    """fp16 weights in every safetensors file, ``config.json`` kept at float32 compute; returns the config."""
+    for weights in folder.rglob("*.safetensors"):
+        _fp16_safetensors(weights)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = "float32"
+    config.pop("torch_dtype", None)
+    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    return config
+
+
 def package_model(model_dir: Path, target: Path, run_dir: Path, data_dir: Path | None = None) -> dict[str, Any]:
     """Copy ``model_dir`` (a sentence-transformers folder) to ``target`` with fp16 weights and a model card."""
     staging = target.with_name(target.name + ".tmp")
@@ -41,13 +53,7 @@ def package_model(model_dir: Path, target: Path, run_dir: Path, data_dir: Path |
     from distill.tokenizer import make_tokenizer_folder_nfc_safe
 
     make_tokenizer_folder_nfc_safe(staging)
-    for weights in staging.rglob("*.safetensors"):
-        _fp16_safetensors(weights)
-    config_path = staging / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["dtype"] = "float32"
-    config.pop("torch_dtype", None)
-    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    store_weights_fp16(staging)
     from koembed.model_source import ModelSource, model_fingerprint
 
     card = _card_data(run_dir, model_dir)

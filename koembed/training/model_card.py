@@ -9,7 +9,7 @@ from typing import Any
 
 from koembed.atomic import atomic_write_text
 from koembed.data.catalogue import licences_for
-from koembed.training.run import loss_class_name
+from koembed.training.losses import loss_class_name
 
 
 def render_model_card(config: Any, summary: dict[str, Any]) -> str:

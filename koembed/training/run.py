@@ -29,14 +29,11 @@ from koembed.evaluate import load_sts_pairs
 from koembed.korean_data import RowReport
 from koembed.paths import data_dir as resolve_data_dir
 from koembed.system import is_main_process
+from koembed.training.losses import CACHED_MNRL, NLI_LOSSES, STS_LOSSES, loss_class_name  # noqa: F401 - the CLI's names
 
 CONFIG_NAME = "koembed_train_config.json"
 RESULTS_NAME = "eval_results.json"
 STAGES = ("nli", "sts")
-# Loss names (config and CLI) -> sentence-transformers loss classes; the model card names them from here too.
-NLI_LOSSES = {"mnrl": "MultipleNegativesRankingLoss"}
-STS_LOSSES = {"cosent": "CoSENTLoss", "cosine": "CosineSimilarityLoss"}
-CACHED_MNRL = "CachedMultipleNegativesRankingLoss"  # GradCache variant of mnrl (TrainConfig.cached_mnrl)
 # Settings that may change between an interrupted run and its resumption.
 _RESUME_FREE = {"resume", "quiet", "keep_checkpoints", "device", "report_test", "output_dir"}
 # The local stand-ins for KorNLI train (absent here): never a split that is reported (KorSTS dev/test, xnli test).
@@ -296,13 +293,6 @@ def _dev_evaluator(rows: list[dict]):
     return EmbeddingSimilarityEvaluator([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
                                         [r["score"] / 5.0 for r in rows], main_similarity="cosine",
                                         name="korsts-dev", write_csv=False)
-
-
-def loss_class_name(stage: str, config: TrainConfig) -> str:
-    """The sentence-transformers loss class a stage trains with."""
-    if stage == "nli":
-        return CACHED_MNRL if config.cached_mnrl else NLI_LOSSES[config.nli_loss]
-    return STS_LOSSES[config.sts_loss]
 
 
 def _loss(stage: str, model, config: TrainConfig):
