@@ -68,6 +68,7 @@ def test_folder_loads_without_koembed_and_holds_the_weights(tiny_e5, tiny_e5_fol
     ids = tok("오늘 날씨가 맑다")["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2
     assert tok.convert_ids_to_tokens(ids[1:-1]) == ["\u2581오늘", "\u2581날씨", "가", "\u2581맑다"]
+    assert (tiny_e5_folder / "2_Normalize" / "config.json").is_file()  # a file, so git and wheels keep the folder
     cfg = json.loads((tiny_e5_folder / "config_sentence_transformers.json").read_text())
     assert cfg["prompts"] == E5_PROMPTS
     assert "MIT" in (tiny_e5_folder / "README.md").read_text()

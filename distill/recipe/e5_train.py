@@ -161,7 +161,11 @@ def _save_sentence_model(model, teacher_dir: Path, folder: Path) -> None:
                 "config_sentence_transformers.json", "modules.json", "1_Pooling/config.json"):
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(teacher_dir / rel, tmp / rel)
+    # As sentence-transformers saves Normalize (a folder with a file survives git and wheels; an empty one does not).
     (tmp / "2_Normalize").mkdir(exist_ok=True)
+    (tmp / "2_Normalize" / "config.json").write_text(
+        json.dumps({"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"}, indent=4),
+        encoding="utf-8")
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)

