@@ -26,11 +26,14 @@ def build_initial_student(cfg):
     from transformers import BertModel
 
     from distill.student import build_student, student_config
-    from koembed.encoder import KoMiniLMEncoder
+    from koembed.backends.prompts import DOCUMENT, QUERY, read_prompts
     from koembed.model_source import resolve_model
 
-    teacher_dir = resolve_model(cfg.teacher).path
-    prompts = KoMiniLMEncoder(cfg.teacher, backend=cfg.teacher_backend).role_prompts()
+    source = resolve_model(cfg.teacher)
+    teacher_dir = source.path
+    # The prompts from the folder's config alone: loading the teacher's encoder just to read them cost a session.
+    folder_prompts = read_prompts(source.path, source.kind)
+    prompts = {role: p for role in (QUERY, DOCUMENT) if (p := folder_prompts.for_role(role))}
     teacher = BertModel.from_pretrained(teacher_dir)
     s_cfg = student_config(dict(cfg.student), teacher.config)
     pairs = list(enumerate(cfg.teacher_layers))
