@@ -102,6 +102,17 @@ class TappedBert(nn.Module):
                 self.bert(input_ids=input_ids, attention_mask=attention_mask)
         except _StopForward:
             pass
+        return self._collect(attentions)
+
+    def forward_with_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """``(taps, the model's own output)``: for a model trained on both (the e5 recipe's student), in one pass."""
+        if self.stop_early or self.mode != "hooks":
+            raise ValueError("forward_with_output needs mode='hooks' and stop_early=False")
+        self._store = {}
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+        return self._collect(None), out
+
+    def _collect(self, attentions) -> list[Tap]:
         taps = []
         for i in self.layers:
             got = self._store[i]

@@ -64,6 +64,31 @@ def test_recipe_distils_resumes_and_reuses(tiny_teacher, data_dir, tmp_path):
     assert res["train"]["copied_tensors"] == 0
 
 
+@pytest.mark.slow
+def test_minilm_objective_alone_and_with_the_embedding_loss_and_the_sts_stage(tiny_teacher, data_dir, tmp_path):
+    logs: list[str] = []
+    stages = ["diet", "teacher_vectors", "initial", "train"]
+    alone = E5StudentRecipe(_cfg(tmp_path / "alone", tiny_teacher, data_dir, embedding_weight=0.0, minilm_weight=1.0,
+                                 lr=3e-3), log=logs.append).run(only=stages)["train"]
+    assert alone["objective"]["minilm_pairs"] == [[0, 1], [1, 3]]
+    for part in ("attention", "value_relation"):
+        assert alone["last_parts"][part] < alone["first_parts"][part]
+    # Together, plus the optional KorSTS stage, which trains with the query prompt and becomes what ships.
+    out = tmp_path / "both"
+    recipe = E5StudentRecipe(_cfg(out, tiny_teacher, data_dir, minilm_weight=0.5, minilm_pairs=[[1, 3]],
+                                  sts_epochs=1.0, sts_batch_size=8, sts_max_samples=64), log=logs.append)
+    res = recipe.run(only=[*stages, "sts", "evaluate"])
+    assert set(res["train"]["last_parts"]) == {"embedding", "attention", "value_relation"}
+    assert res["train"]["objective"]["minilm_pairs"] == [[1, 3]]
+    sts = res["sts"]["stages"]["sts"]
+    assert sts["steps"] > 0 and sts["prompt"] == "query: "
+    assert recipe.final_model() == out / "sts" / "model"
+    st_config = json.loads((out / "sts" / "model" / "config_sentence_transformers.json").read_text())
+    # The prompt set for training is not left behind as the saved model's default.
+    assert st_config["prompts"]["query"] == "query: " and st_config["default_prompt_name"] is None
+    assert {"initial", "trained", "sts"} <= set(res["evaluate"])
+
+
 def test_unknown_field_in_a_recipe_is_refused():
     from koembed.errors import InputError
 

@@ -123,6 +123,13 @@ def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
         TrainConfig.from_dict({"epochs": 3})
 
 
+def test_a_prompt_the_model_does_not_have_is_an_input_error(tiny_bert_dir: Path, data_dir: Path,
+                                                           tmp_path: Path) -> None:
+    cfg = _config(tiny_bert_dir, tmp_path / "p", stages=["sts"], prompt_name="query")
+    with pytest.raises(InputError, match="prompt_name 'query': the model has no such prompt"):
+        train(cfg)
+
+
 def test_cli_train_and_eval(tiny_bert_dir: Path, data_dir: Path, tmp_path: Path, capsys) -> None:
     from koembed.cli import main
 

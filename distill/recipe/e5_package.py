@@ -41,7 +41,7 @@ from multilingual-e5-small by koembed's recipe `python -m distill recipe {recipe
   4 bits, imported and vocabulary-pruned by koembed (`e5-small-ko`).
 - **Initialisation:** the teacher's embeddings and its layers {layers}.
 - **Objective:** mean squared distance between the student's and the teacher's normalised, prompted sentence
-  vectors (Reimers & Gurevych 2020), {steps} steps of batch {batch} over {rows:,} texts.
+  vectors (Reimers & Gurevych 2020), {steps} steps of batch {batch} over {rows:,} texts{extra}.
 - **Data (all Korean, no evaluation split):** {sources}.
 
 ## Scores (as shipped)
@@ -51,14 +51,14 @@ Details, the baselines and the commands: docs/recipe.md and docs/models.md in ko
 """
 
 
-def package_student(run_dir: Path, target: Path, cfg, log: Callable[[str], None]) -> dict[str, Any]:
+def package_student(run_dir: Path, model_dir: Path, target: Path, cfg, log: Callable[[str], None]) -> dict[str, Any]:
+    """``model_dir`` (the run's final model) packaged into ``target`` with its card; the run's stages give the card."""
     from distill.recipe.e5_diet import DIET
     from distill.recipe.package import ship_onnx, store_weights_fp16
     from koembed.data import licence_for
     from koembed.evaluate import run_task
     from koembed.model_source import ModelSource, model_fingerprint
 
-    model_dir = run_dir / "train" / "model"
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model_dir, staging)
@@ -83,6 +83,8 @@ def package_student(run_dir: Path, target: Path, cfg, log: Callable[[str], None]
         "teacher": stage("teacher_vectors"),
         "diet": stage("diet"),
         "train": train,
+        "sts": stage("sts"),
+        "shipped_from": model_dir.relative_to(run_dir).as_posix(),
         "scores": stage("evaluate"),
         "scores_as_shipped": {k: {m: v[m] for m in ("spearman", "pearson") if m in v} for k, v in as_shipped.items()},
         "diet_sources": sources,
@@ -118,6 +120,12 @@ def render_card(card: dict[str, Any]) -> str:
     if "search" in card:
         lines.append(f"| hybrid search dense weight (tuned) | - | {card['search'].get('dense_weight')} |")
     sources = ", ".join(f"{s['name']} ({s['license']})" for s in card["diet_sources"])
-    return CARD.format(name=card["name"], vocab=card["vocab_size"], params=train.get("parameters", 0),
+    extra = ""
+    if r.get("minilm_weight"):
+        extra += f"; plus KoMiniLM's attention and value-relation KL (weight {r['minilm_weight']})"
+    if (card.get("sts") or {}).get("stages"):
+        extra += (f"; then {r['sts_epochs']:g} epoch(s) of CoSENT on KorSTS train with the query prompt "
+                  "(koembed's training)")
+    return CARD.format(extra=extra, name=card["name"], vocab=card["vocab_size"], params=train.get("parameters", 0),
                        recipe=r["name"], layers=", ".join(map(str, r["teacher_layers"])), steps=train.get("steps"),
                        batch=r["batch_size"], rows=train.get("rows", 0), sources=sources, scores="\n".join(lines))

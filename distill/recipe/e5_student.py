@@ -5,8 +5,9 @@ the query prompt, passages and some sentences with the document prompt; never an
 teacher's pooled, prompted vectors of the diet (cached) -> the student (the KoMiniLM-23M shape with the teacher's
 vocabulary, initialised from the teacher's embeddings and every other layer, or at random) trained to reproduce
 those vectors (the multilingual-distillation recipe of Reimers & Gurevych 2020) -> evaluation -> the packaged
-model. (MiniLM's attention and value-relation losses are ``python -m distill run``'s; this recipe does not add
-them yet: docs/recipe.md says what was and was not measured.)
+model. KoMiniLM's own objective, the MiniLM attention-distribution and value-relation KL of mapped layers, can be
+added to (or replace) the embedding loss (``minilm_weight``), and an optional last stage fine-tunes on KorSTS train
+(``sts_epochs``); docs/recipe.md has what each did.
 
 Every stage writes ``<stage>/stage.json`` when it finishes; a rerun skips finished stages, the teacher's vectors
 are written in resumable shards, and training resumes from its last checkpoint.
@@ -45,6 +46,9 @@ class E5StudentConfig:
     teacher_layers: list[int] = field(default_factory=lambda: [1, 3, 5, 7, 9, 11])  # one per student layer
     init: str = "teacher"  # "teacher": embeddings + teacher_layers copied; "random": same shape, random weights
     freeze_embeddings: bool = True  # the word table (most parameters; rare pieces see few updates) stays the teacher's
+    embedding_weight: float = 1.0  # weight of the sentence-embedding loss (MSE to the teacher's prompted vectors)
+    minilm_weight: float = 0.0  # KoMiniLM's attention + value-relation KL (0 = off; runs the teacher in torch)
+    minilm_pairs: list[list[int]] | None = None  # [student, teacher] layer pairs; None = each layer and its source
     student: dict[str, Any] = field(default_factory=lambda: {"num_hidden_layers": 6, "hidden_size": 384,
                                                              "num_attention_heads": 12, "intermediate_size": 1536})
     diet_sources: list[str] | None = None  # names of DIET sources to use; None = all
@@ -57,6 +61,10 @@ class E5StudentConfig:
     warmup: float = 0.05
     seed: int = 0
     checkpoint_every: int = 200
+    sts_epochs: float = 0.0  # optional last stage on KorSTS train (CoSENT, the query prompt); 0 = skipped
+    sts_lr: float = 2e-5
+    sts_batch_size: int = 16
+    sts_max_samples: int | None = None  # KorSTS train pairs used by that stage (sampled with the seed); None = all
     log_every: int = 50
     teacher_batch: int = 64
     reuse_from: str | None = None  # another run folder whose diet and teacher vectors this run uses (same rows)
@@ -64,6 +72,7 @@ class E5StudentConfig:
     threads: int = 0
     quiet: bool = False
     eval_max_samples: int | None = None  # None: every pair/question of each task
+    evaluate_initial: bool = True  # row (e): the same for every run with the same init, so a rerun may skip it
     eval_tasks: list[str] = field(default_factory=lambda: ["korsts-dev", "korsts", "klue-sts", "korquad-retrieval"])
 
     @classmethod
@@ -75,7 +84,7 @@ class E5StudentConfig:
 
 
 class E5StudentRecipe:
-    STAGES = ("diet", "teacher_vectors", "initial", "train", "evaluate", "package")
+    STAGES = ("diet", "teacher_vectors", "initial", "train", "sts", "evaluate", "package")
 
     def __init__(self, cfg: E5StudentConfig, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
@@ -205,21 +214,49 @@ class E5StudentRecipe:
 
         return train_student(self.cfg, self._diet(), self._teacher_matrix(), self.out / "train", self.log)
 
+    def stage_sts(self) -> dict[str, Any]:
+        """Optional: the distilled student fine-tuned on KorSTS train (CoSENT) with the query prompt it is used with.
+
+        koembed's own training (:func:`koembed.training.run.train`); docs/recipe.md says whether it is kept, measured
+        on KorSTS and on retrieval (a stage that buys STS with retrieval is not).
+        """
+        if self.cfg.sts_epochs <= 0:
+            return {"skipped": "sts_epochs is 0"}
+        from koembed.training.run import StageConfig, TrainConfig, train
+
+        tc = TrainConfig(base_model=str(self.out / "train" / "model"), output_dir=str(self.out / "sts" / "model"),
+                         stages=["sts"], data_dir=str(self.data), use_hub=False, prompt_name="query",
+                         sts=StageConfig(epochs=self.cfg.sts_epochs, batch_size=self.cfg.sts_batch_size,
+                                         lr=self.cfg.sts_lr, max_train_samples=self.cfg.sts_max_samples),
+                         seed=self.cfg.seed, eval_steps=0, report_test=False, resume=True, quiet=self.cfg.quiet,
+                         device="cpu")
+        return {"model": tc.output_dir, **train(tc).as_dict()}
+
+    def final_model(self) -> Path:
+        """The model this run ships: after the STS stage when it ran, else after distillation."""
+        sts = self.out / "sts" / "model"
+        return sts if self.cfg.sts_epochs > 0 and (sts / "modules.json").is_file() else self.out / "train" / "model"
+
     def stage_evaluate(self) -> dict[str, Any]:
-        """The student before and after training on the catalogue's embedding tasks (local files: reproducible)."""
+        """The student before and after each training stage on the catalogue's embedding tasks (local files)."""
         from koembed.encoder import KoMiniLMEncoder
         from koembed.evaluate import run_task
 
         results: dict[str, Any] = {}
-        for which in ("initial", "train"):
-            enc = KoMiniLMEncoder(str(self.out / which / "model"), backend=self.cfg.eval_backend)
+        models = {"trained": self.out / "train" / "model"}
+        if self.cfg.evaluate_initial:
+            models = {"initial": self.out / "initial" / "model"} | models
+        if self.cfg.sts_epochs > 0:
+            models["sts"] = self.out / "sts" / "model"
+        for which, folder in models.items():
+            enc = KoMiniLMEncoder(str(folder), backend=self.cfg.eval_backend)
             for task in self.cfg.eval_tasks:
                 try:
                     res = run_task(enc, task, data_dir=self.data, max_samples=self.cfg.eval_max_samples,
                                    use_hub=False)
                 except InputError as exc:
                     res = {"skipped": str(exc)}
-                results.setdefault("trained" if which == "train" else "initial", {})[task] = res
+                results.setdefault(which, {})[task] = res
                 self.log(f"[evaluate] {which} {task}: {res}")
         return results
 
@@ -228,7 +265,7 @@ class E5StudentRecipe:
             return {"skipped": "no package_dir in the recipe"}
         from distill.recipe.e5_package import package_student
 
-        return package_student(self.out, Path(self.cfg.package_dir), self.cfg, self.log)
+        return package_student(self.out, self.final_model(), Path(self.cfg.package_dir), self.cfg, self.log)
 
 
 def _cut(tok, prompt: str, text: str, max_length: int) -> str:

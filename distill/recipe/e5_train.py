@@ -2,7 +2,9 @@
 
 Each step embeds a batch of diet texts with the student (prompt prepended, mean pooling, L2 normalisation) and
 pulls the vectors towards the teacher's: loss = mean squared distance of the normalised vectors (= 2 - 2 cos).
-The teacher's vectors are cached, so the teacher never runs here.
+The teacher's vectors are cached, so the teacher does not run here unless KoMiniLM's own objective is switched on
+(``minilm_weight > 0``): then the teacher, in torch, gives the self-attention distributions and value relations of
+its mapped layers on the same batch, and their KL (:class:`distill.losses.MiniLMLoss`) is added to the loss.
 Batches hold texts of similar length (sorted within shuffled pools of 50 batches), so little is padding.
 """
 
@@ -71,6 +73,7 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
             seq = seq[: row["max_length"] - 1] + [seq[-1]]
         ids.append(seq)
     targets = torch.from_numpy(teacher_vecs)
+    s_tap, t_tap, minilm = _minilm_parts(cfg, model, teacher_dir)
 
     total = steps_for(len(diet), cfg.batch_size, cfg.epochs)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -99,12 +102,23 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
             mask[r, : len(ids[i])] = 1
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, cfg.warmup, cfg.lr)
-        hidden = model(input_ids=inp, attention_mask=mask).last_hidden_state
+        if s_tap is None:
+            hidden = model(input_ids=inp, attention_mask=mask).last_hidden_state
+        else:
+            s_taps, output = s_tap.forward_with_output(inp, mask)
+            hidden = output.last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1)
         vec = torch.nn.functional.normalize(pooled, dim=-1)
-        loss = ((vec - targets[batch]) ** 2).sum(-1).mean()
-        parts = {"embedding": loss.item()}
+        emb = ((vec - targets[batch]) ** 2).sum(-1).mean()
+        parts = {"embedding": emb.item()}  # logged even at weight 0: the runs of the ablation compare on it
+        loss = cfg.embedding_weight * emb
+        if minilm is not None:
+            with torch.no_grad():
+                t_taps = t_tap(inp, mask)
+            relations = minilm(t_taps, s_taps, mask)
+            loss = loss + cfg.minilm_weight * relations.total
+            parts |= {k: v.item() for k, v in relations.parts.items()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -133,7 +147,32 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
     return {"steps": total, "rows": len(diet), "copied_tensors": len(copied), "init": cfg.init,
             "teacher_layers": cfg.teacher_layers, "embedding_loss_first": round(first, 5),
             "embedding_loss_last": round(last, 5), "loss_window_steps": window, "model": str(folder),
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "objective": {"embedding_weight": cfg.embedding_weight, "minilm_weight": cfg.minilm_weight,
+                          "minilm_pairs": [list(p) for p in minilm.layer_map] if minilm else None},
+            "first_parts": {k: round(float(np.mean([x[k] for x in losses[:window]])), 5) for k in losses[-1]},
+            "last_parts": {k: round(float(np.mean([x[k] for x in losses[-window:]])), 5) for k in losses[-1]},
+            "texts_per_s": round(seen / max(time.time() - t0, 1e-9), 1)}
+
+
+def _minilm_parts(cfg, student, teacher_dir: Path):
+    """(student tap, teacher tap, MiniLMLoss) when KoMiniLM's attention/value-relation KL is on, else Nones.
+
+    The layer pairs default to each student layer with the teacher layer it was initialised from.
+    """
+    if cfg.minilm_weight <= 0:
+        return None, None, None
+    from transformers import BertModel
+
+    from distill.losses import MiniLMLoss
+    from distill.taps import TappedBert
+
+    pairs = [tuple(p) for p in cfg.minilm_pairs] if cfg.minilm_pairs else list(enumerate(cfg.teacher_layers))
+    teacher = BertModel.from_pretrained(teacher_dir, attn_implementation="sdpa").eval()
+    teacher.requires_grad_(False)
+    t_tap = TappedBert(teacher, [t for _, t in pairs])
+    s_tap = TappedBert(student, [s for s, _ in pairs], stop_early=False)
+    return s_tap, t_tap, MiniLMLoss(pairs)
 
 
 def _batches(ids: list[list[int]], batch_size: int, total: int, seed: int) -> list[list[int]]:

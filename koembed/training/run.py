@@ -79,6 +79,9 @@ class TrainConfig:
     cached_mnrl: bool = False  # CachedMultipleNegativesRankingLoss (GradCache): large batches in small memory
     mini_batch_size: int = 32  # GradCache mini-batch
     sts_loss: str = "cosent"
+    # The model's prompt (e.g. "query" for E5-style models) before every training and dev text, as the model is
+    # used at inference (koembed embeds STS pairs with the query prompt); None = no prompt.
+    prompt_name: str | None = None
     normalize: bool = True  # end the model with a Normalize module, so every loader gives unit vectors
     report_test: bool = True  # measure KorSTS test for the model card (never used for any choice)
     resume: bool = False
@@ -319,6 +322,7 @@ def _run_stage(stage: str, model, config: TrainConfig, dataset, report: RowRepor
     from transformers.trainer_utils import get_last_checkpoint
 
     st: StageConfig = getattr(config, stage)
+    prompt = _prompt(model, config)
     if report.total_bad and not config.quiet:
         logging.getLogger("koembed").warning("malformed rows skipped:\n%s", report.summary())
     work = out / "checkpoints" / stage
@@ -344,21 +348,38 @@ def _run_stage(stage: str, model, config: TrainConfig, dataset, report: RowRepor
         report_to="none",
         disable_tqdm=config.quiet,
         use_cpu=(config.device == "cpu"),
+        prompts=prompt,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=_loss(stage, model, config), evaluator=dev, callbacks=list(callbacks))
     if config.quiet:
         trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(work)) if config.resume and work.is_dir() else None
-    # The trainer prints its logs (loss, dev scores) to stdout; they are progress, so stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        result = trainer.train(resume_from_checkpoint=last)
-    dev_scores = dev(model)
+    # The dev evaluator encodes with the model's default prompt: the one trained with, for the time of the stage.
+    before = model.default_prompt_name
+    model.default_prompt_name = config.prompt_name
+    try:
+        # The trainer prints its logs (loss, dev scores) to stdout; they are progress, so stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.train(resume_from_checkpoint=last)
+        dev_scores = dev(model)
+    finally:
+        model.default_prompt_name = before
     sizes = {k: len(v) for k, v in dataset.items()}
     return {"steps": result.global_step, "train_loss": round(float(result.training_loss), 5),
-            "resumed_from": Path(last).name if last else None, "examples": sizes,
+            "resumed_from": Path(last).name if last else None, "examples": sizes, "prompt": prompt,
             "korsts_dev_spearman": round(100 * float(dev_scores[dev.primary_metric]), 2),
             "malformed_rows": report.total_bad}
+
+
+def _prompt(model, config: TrainConfig) -> str | None:
+    if config.prompt_name is None:
+        return None
+    prompts = getattr(model, "prompts", None) or {}
+    if not prompts.get(config.prompt_name):  # sentence-transformers lists "query" and "document" as "" by default
+        known = ", ".join(sorted(k for k, v in prompts.items() if v)) or "none"
+        raise InputError(f"prompt_name {config.prompt_name!r}: the model has no such prompt (its prompts: {known})")
+    return prompts[config.prompt_name]
 
 
 def _score_tasks(config: TrainConfig) -> list[str]:
