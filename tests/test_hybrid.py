@@ -187,6 +187,35 @@ def test_weights_zero_and_one_equal_the_single_modes(tmp_path):
         assert search(ix, vectors(2), k=2)[0][0].dense is not None  # vectors: dense by default
 
 
+def test_coverage_fusion_lets_the_model_outvote_a_one_word_match_but_not_a_full_one(tmp_path):
+    """The demo's case: among short texts, a document sharing one word of a three-word query, against the
+    document the model finds (no word shared). ``convex`` lets the lone word win; ``coverage`` weighs it by the
+    share of the query it is, and keeps a query that a document matches in full on the lexical side."""
+    texts = ["밤에 스마트폰을 보면 잠들기 어렵다는 연구 결과", "손흥민이 결승골을 넣어 팀이 이겼다"] + \
+        [f"{w} 관련 문장 {i}" for i, w in enumerate(["음식", "날씨", "주식", "여행", "영화", "음악"] * 3)]
+    rng = np.random.default_rng(0)
+    doc_vecs = rng.normal(size=(len(texts), DIM)).astype(np.float32)
+    doc_vecs /= np.linalg.norm(doc_vecs, axis=1, keepdims=True)
+
+    class Fixed:
+        fingerprint, dim, model_name, source = "f" * 32, DIM, "test-vectors", None
+
+        def encode(self, queries, batch_size: int = 64, **_):
+            # Each query sits near document 1 (the football result), with document 0 the model's second pick.
+            v = doc_vecs[1] + 0.5 * doc_vecs[0] + 0.1 * rng.normal(size=DIM)
+            return np.stack([v / np.linalg.norm(v)] * len(queries)).astype(np.float32)
+
+    ix = Index.create(tmp_path / "ix", DIM, index_type="Flat", model_name="test-vectors", model_fingerprint="f" * 32)
+    with ix:
+        ix.add_vectors([f"d{i}" for i in range(len(texts))], doc_vecs, texts)
+        first = {f: search(ix, ["축구 경기 결과"], k=2, mode="hybrid", encoder=Fixed(), dense_weight=0.3,
+                           fusion=f)[0][0].id for f in ("convex", "coverage")}
+        assert first == {"convex": "d0", "coverage": "d1"}
+        # The whole query in one document: coverage 1, the lexical side keeps its full say.
+        full = search(ix, ["연구 결과"], k=2, mode="hybrid", encoder=Fixed(), dense_weight=0.3, fusion="coverage")
+        assert full[0][0].id == "d0"
+
+
 LEXICAL_ONLY = textwrap.dedent("""
     import json, sys
     from koembed.cli import main

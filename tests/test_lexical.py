@@ -227,6 +227,31 @@ def test_convex_maths() -> None:
     assert "--" not in str(refused.value)
 
 
+def test_coverage_is_the_share_of_the_query_idf_mass_a_document_holds() -> None:
+    from koembed.lexical.bm25 import BM25Matrix
+
+    # Documents (token ids): 0 = [0, 1], 1 = [1, 2], 2 = [2, 2, 3]; 4 tokens.
+    m = BM25Matrix.build(np.arange(3), np.array([2, 2, 3]), np.array([0, 1, 1, 2, 2, 2, 3]), 4)
+    idf = lambda df: np.log1p((3 - df + 0.5) / (df + 0.5))  # noqa: E731 (Lucene's, as bm25s)
+    np.testing.assert_allclose(m.idf(np.array([0, 1, 2, 3])), idf(np.array([1, 2, 2, 1])))
+    assert m.unseen_idf() == pytest.approx(idf(0))
+    full = idf(1) + idf(2)
+    assert m.coverage(np.array([0, 1]), 0, 0) == pytest.approx(1.0)  # document 0 holds the whole query
+    assert m.coverage(np.array([0, 1]), 0, 1) == pytest.approx(idf(2) / full)
+    assert m.coverage(np.array([0, 1]), 0, 2) == 0.0
+    # A query word no document has is a part of the query that no lexical match can hold.
+    assert m.coverage(np.array([0, 1]), 2, 0) == pytest.approx(full / (full + 2 * idf(0)))
+    assert m.coverage(np.array([2, 2]), 0, 2) == pytest.approx(1.0)  # repeats count on both sides
+    assert m.coverage(np.zeros(0, np.int64), 0, 0) == 0.0
+
+
+def test_coverage_fusion_scales_the_lexical_side() -> None:
+    dense, lexical = np.array([0.9, 0.5, 0.1]), np.array([0.0, 10.0, 20.0])
+    np.testing.assert_allclose(fusion.convex(dense, lexical, 0.25, 0.5),
+                               0.25 * fusion.zscore(dense) + 0.375 * fusion.zscore(lexical))
+    assert fusion.DEFAULT == "coverage" and set(fusion.METHODS) == {"coverage", "convex", "rrf"}
+
+
 def test_rrf_order_on_a_hand_made_example() -> None:
     rows = np.array([1, 2, 3, 4])
     dense = np.array([0.9, 0.8, 0.1, np.nan])  # dense ranks: 1, 2, 3; row 4 not retrieved

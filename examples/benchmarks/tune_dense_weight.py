@@ -1,11 +1,12 @@
 """Tune a sentence model's hybrid-search dense weight on KorQuAD dev, report it on the other half, record it.
 
-The weight W of ``W * z(dense) + (1 - W) * z(lexical)`` (koembed.lexical.fusion) is chosen on the
-tuning half of KorQuAD dev (the first half of its articles; ``koembed.search_eval.korquad_halves``) by
-MRR@10, from a grid of 0.00-1.00 in steps of 0.05; the other half reports lexical, dense, hybrid with
-W, hybrid with the default weight for unknown models, and RRF. Everything runs through koembed's own
-index and ``search()``: the paragraphs indexed with their vectors and bigram lexical part, the questions
-searched in each mode.
+The weight W of the default fusion (``coverage``: ``W * z(dense) + (1 - W) * c * z(lexical)``,
+koembed.lexical.fusion) is chosen on the tuning half of KorQuAD dev (the first half of its articles;
+``koembed.search_eval.korquad_halves``) by MRR@10, from a grid of 0.00-1.00 in steps of 0.05; ``convex`` (no
+coverage scaling) is tuned the same way beside it, for comparison. The other half reports lexical, dense,
+each fusion with its W, hybrid with the default weight for unknown models, and RRF. Everything runs
+through koembed's own index and ``search()``: the paragraphs indexed with their vectors and bigram lexical
+part, the questions searched in each mode.
 
     python examples/benchmarks/tune_dense_weight.py                       # the embedded model, print only
     python examples/benchmarks/tune_dense_weight.py --write               # also record W in the model folder
@@ -27,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from koembed.atomic import atomic_write_text
-from koembed.index.modes import DEFAULT_DENSE_WEIGHT
+from koembed.index.modes import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION
 from koembed.model_card import MODEL_CARD
 from koembed.model_source import default_model
 from koembed.search_eval import build_corpus_index, evaluate_search, korquad_halves
 from koembed.system import machine_summary
 
 GRID = [round(w, 2) for w in np.arange(0.0, 1.0001, 0.05)]
+TUNED = (DEFAULT_FUSION, *(f for f in ("coverage", "convex") if f != DEFAULT_FUSION))
 SHOWN = ("mrr@10", "recall@1", "recall@10", "recall@100", "ndcg@10")
 
 
@@ -89,17 +91,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="koembed-tune-") as tmp:
         index = build_corpus_index(Path(tmp) / "ix", tune.corpus, cached, batch_size=args.batch_size)
         try:
-            grid = {}
-            for w in GRID:
-                grid[w] = evaluate_search(tune, encoder=cached, index=index, mode="hybrid", dense_weight=w)["mrr@10"]
-                print(f"tune  W={w:.2f}  MRR@10 {grid[w]:.4f}", flush=True)
-            best = max(GRID, key=lambda w: (grid[w], -w))  # ties: the smaller dense weight
-            print(f"# best on the tuning half: W={best:.2f} (MRR@10 {grid[best]:.4f})", flush=True)
-            runs = {"lexical": {"mode": "lexical"}, "dense": {"mode": "dense"},
-                    f"hybrid W={best:.2f}": {"mode": "hybrid", "dense_weight": best},
-                    f"hybrid W={DEFAULT_DENSE_WEIGHT} (default)": {"mode": "hybrid",
-                                                                   "dense_weight": DEFAULT_DENSE_WEIGHT},
-                    "hybrid rrf": {"mode": "hybrid", "fusion": "rrf"}}
+            grids, bests = {}, {}
+            for fusion in TUNED:
+                grid = grids[fusion] = {}
+                for w in GRID:
+                    grid[w] = evaluate_search(tune, encoder=cached, index=index, mode="hybrid", dense_weight=w,
+                                              fusion=fusion)["mrr@10"]
+                    print(f"tune  {fusion:<8} W={w:.2f}  MRR@10 {grid[w]:.4f}", flush=True)
+                bests[fusion] = max(GRID, key=lambda w: (grid[w], -w))  # ties: the smaller dense weight
+                print(f"# {fusion}: best on the tuning half W={bests[fusion]:.2f} "
+                      f"(MRR@10 {grid[bests[fusion]]:.4f})", flush=True)
+            grid, best = grids[DEFAULT_FUSION], bests[DEFAULT_FUSION]
+            runs = {"lexical": {"mode": "lexical"}, "dense": {"mode": "dense"}}
+            for fusion in TUNED:
+                runs[f"{fusion} W={bests[fusion]:.2f}"] = {"mode": "hybrid", "dense_weight": bests[fusion],
+                                                           "fusion": fusion}
+            runs |= {f"{DEFAULT_FUSION} W={DEFAULT_DENSE_WEIGHT} (default)": {"mode": "hybrid",
+                                                                            "dense_weight": DEFAULT_DENSE_WEIGHT},
+                     "hybrid rrf": {"mode": "hybrid", "fusion": "rrf"}}
             reported = {}
             for name, kw in runs.items():
                 m = evaluate_search(report, encoder=cached, index=index, **kw)
@@ -107,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                 print("report " + _line(name, m), flush=True)
         finally:
             index.close()
-    record = {"dense_weight": best, "fusion": "convex", "analyser": "bigram",
+    record = {"dense_weight": best, "fusion": DEFAULT_FUSION, "analyser": "bigram",
               "tuned_on": f"KorQuAD 1.0 dev, tuning half (first half of its articles, {len(tune.queries)} questions), "
                           "MRR@10 over W = 0.00..1.00 step 0.05",
               "tune_mrr@10": {f"{w:.2f}": round(v, 4) for w, v in grid.items()},
+              "other_fusions": {f: {"dense_weight": bests[f], "tune_mrr@10": round(grids[f][bests[f]], 4)}
+                                for f in TUNED if f != DEFAULT_FUSION},
               "report_half": reported, "command": "python examples/benchmarks/tune_dense_weight.py --write",
               "seconds": round(time.perf_counter() - start, 1)}
     if args.write:

@@ -64,6 +64,10 @@ def hybrid_search(idx: Index, texts: list[str], q: np.ndarray, k: int, *, dense_
                                                         score_rows=dense_lists)
     lexical_only = [np.setdiff1d(lr, dl, assume_unique=True) for lr, dl in zip(l_rows, dense_lists, strict=True)]
     dense_of_lexical = dense_scores_of(idx, q, lexical_only)
+    scale = np.ones(len(q))
+    if fusion_method == "coverage":  # how much of each query its best lexical match holds
+        best = [int(r[0]) if len(r) else -1 for r in l_rows]
+        scale = idx.lexical.coverage(idx.store.conn, texts, best)
     rows_out, fused_out, dense_out, lex_out = [], [], [], []
     for i in range(len(q)):
         cand = np.concatenate([dense_lists[i], lexical_only[i]])
@@ -75,9 +79,9 @@ def hybrid_search(idx: Index, texts: list[str], q: np.ndarray, k: int, *, dense_
             dense_ranked = np.where(np.arange(len(cand)) < len(dense_lists[i]), dense, np.nan)
             fused = fusion.rrf(dense_ranked, np.where(in_lexical, lexical, np.nan), cand)
         else:
-            fused = fusion.convex(dense, lexical, dense_weight)
+            fused = fusion.convex(dense, lexical, dense_weight, scale[i])
         top = fusion.order(fused, cand)
-        if fusion_method == "convex" and dense_weight == 0.0:
+        if fusion_method != "rrf" and dense_weight == 0.0:
             # W = 0 ranks the lexical matches exactly as lexical mode does. Candidates with no lexical match
             # all tie at the bottom; they follow in dense order rather than being dropped, so a query that
             # shares no token with any document (a paraphrase) still gets k hits, ranked by the model.

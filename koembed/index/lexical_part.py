@@ -23,7 +23,7 @@ import numpy as np
 from koembed.atomic import atomic_path
 from koembed.errors import IndexRefusedError
 from koembed.index.layout import lexical_file_name
-from koembed.index.lexical_tables import delete, encode_queries, insert, load_vocab, read_all, vocab_size
+from koembed.index.lexical_tables import delete, encode_queries, insert, load_vocab, lookup, read_all, vocab_size
 from koembed.index.manifest import LexicalInfo
 from koembed.lexical.analysers import DEFAULT_ANALYSER, Analyser, get_analyser
 from koembed.lexical.bm25 import K1, B, BM25Matrix
@@ -129,6 +129,21 @@ class LexicalPart:
             raise IndexRefusedError(f"{conn.path}: the lexical vocabulary holds token ids the BM25 file does not "
                                     "know; the store was changed outside koembed, the index is corrupt, rebuild it")
         return matrix.search(queries, k, allowed=allowed, score_rows=score_rows)
+
+
+    def coverage(self, conn: Any, texts: Sequence[str], row_ids: Sequence[int]) -> np.ndarray:
+        """For each text, the share of its idf mass that document ``row_ids[i]`` holds (:meth:`BM25Matrix.coverage`);
+        0 where the row id is -1 or not in the matrix."""
+        matrix = self.matrix(conn)
+        analysed = self.analyser.many(texts)
+        ids = lookup(conn, (t for q in analysed for t in q))
+        positions = matrix.positions(np.asarray(row_ids, dtype=np.int64))
+        out = np.zeros(len(texts))
+        for i, (tokens, pos) in enumerate(zip(analysed, positions, strict=True)):
+            if pos >= 0:
+                known = np.array([ids[t] for t in tokens if t in ids], dtype=np.int64)
+                out[i] = matrix.coverage(known, len(tokens) - len(known), int(pos))
+        return out
 
 
 class Filled(NamedTuple):

@@ -88,7 +88,7 @@ class BM25Matrix:
         tf.sort_indices()
         counts = np.diff(tf.indptr)
         df = counts.astype(np.float64)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        idf = _idf(n, df).astype(np.float32)
         avg = lengths.mean() if n else 1.0
         norm = (k1 * (1.0 - b + b * lengths / (avg if avg > 0 else 1.0))).astype(np.float32)
         weight = tf.data / (tf.data + norm[tf.indices])
@@ -147,6 +147,36 @@ class BM25Matrix:
             touched[docs] = True
         docs = np.flatnonzero(touched)
         return docs, sums[docs]
+
+    def idf(self, tokens: np.ndarray) -> np.ndarray:
+        """The idf of each token id (the matrix's own formula, from each column's document count)."""
+        indptr = np.asarray(self.indptr)
+        t = np.asarray(tokens, dtype=np.int64)
+        return _idf(self.n_docs, (indptr[t + 1] - indptr[t]).astype(np.float64))
+
+    def unseen_idf(self) -> float:
+        """The idf a token no document holds would have (a query token that is not in the vocabulary)."""
+        return float(_idf(self.n_docs, np.zeros(1))[0])
+
+    def coverage(self, query: np.ndarray, unseen: int, position: int) -> float:
+        """The share of a query's idf mass that the document at ``position`` holds, in [0, 1].
+
+        ``query``: its known token ids (repeats count, as in scoring); ``unseen``: how many of its tokens the
+        vocabulary lacks (each at :meth:`unseen_idf`: a query word no document has is a part of the query that
+        lexical search cannot match). 0 for a query with no tokens.
+        """
+        q = np.asarray(query, dtype=np.int64)
+        weights = self.idf(q)
+        total = float(weights.sum()) + unseen * self.unseen_idf()
+        if total <= 0:
+            return 0.0
+        indptr = np.asarray(self.indptr)
+        held = np.zeros(len(q), dtype=bool)
+        for i, t in enumerate(q):
+            docs = self.indices[indptr[t] : indptr[t + 1]]  # ascending within a token
+            at = int(np.searchsorted(docs, position))
+            held[i] = at < len(docs) and int(docs[at]) == position
+        return float(weights[held].sum()) / total
 
     def _matrix(self):
         import scipy.sparse as sp
@@ -215,6 +245,11 @@ class BM25Matrix:
                 out_scores[qi] = scores[top]
             start = end
         return out_rows, out_scores, extra
+
+def _idf(n: int, df: np.ndarray) -> np.ndarray:
+    """Lucene's BM25 idf, as :meth:`BM25Matrix.build` weights with it."""
+    return np.log1p((n - df + 0.5) / (df + 0.5))
+
 
 def _find(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Index of each ``wanted`` value in ``sorted_values`` (ascending, distinct), -1 where absent."""
