@@ -175,11 +175,11 @@ def search_cmd(
                                     "has a lexical part, else dense). lexical loads no model."),
     dense_weight: float | None = typer.Option(None, "--dense-weight", min=0.0, max=1.0,
                                               help="Hybrid: the dense side's weight W in W*z(dense) + "
-                                                   "(1-W)*c*z(lexical) (default: the weight the model records, "
+                                                   "(1-W)*c^2*z(lexical) (default: the weight the model records, "
                                                    "else 0.5)."),
     fusion: str = typer.Option(DEFAULT_FUSION, "--fusion", help=f"Hybrid fusion: {' or '.join(FUSIONS)} (coverage: "
-                               "weighted standardised scores, the lexical side scaled by the share c of the query "
-                               "its best match holds; convex: the same with c = 1; rrf: reciprocal ranks)."),
+                               "weighted standardised scores, the lexical side scaled by c^2, c the share of the "
+                               "query its best match holds; convex: the same with c = 1; rrf: reciprocal ranks)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages on stderr."),
 ) -> None:
     """Search DIR for each query; prints a table, or JSON lines with --json."""

@@ -67,7 +67,7 @@ def hybrid_search(idx: Index, texts: list[str], q: np.ndarray, k: int, *, dense_
     scale = np.ones(len(q))
     if fusion_method == "coverage":  # how much of each query its best lexical match holds
         best = [int(r[0]) if len(r) else -1 for r in l_rows]
-        scale = idx.lexical.coverage(idx.store.conn, texts, best)
+        scale = idx.lexical.coverage(idx.store.conn, texts, best) ** fusion.COVERAGE_POWER
     rows_out, fused_out, dense_out, lex_out = [], [], [], []
     for i in range(len(q)):
         cand = np.concatenate([dense_lists[i], lexical_only[i]])
