@@ -48,7 +48,10 @@ def test_recipe_distils_resumes_and_reuses(tiny_teacher, data_dir, tmp_path):
     # A rerun skips every finished stage.
     logs.clear()
     assert E5StudentRecipe(_cfg(out, tiny_teacher, data_dir), log=logs.append).run() == results
-    assert all("done before, skipped" in line for line in logs if line.startswith("["))
+    assert all("done before, skipped" in line for line in logs if line.startswith("[") and "not configured" not in line)
+    # Optional stages that were not configured left no marker: configuring one later runs it.
+    assert results["package"] == {"skipped": "no package_dir in the recipe"}
+    assert not (out / "package" / "stage.json").exists() and not (out / "sts" / "stage.json").exists()
     # Training resumes from its checkpoint: the model it saves is the one it had.
     before = (out / "train" / "model" / "model.safetensors").read_bytes()
     (out / "train" / "stage.json").unlink()
@@ -94,3 +97,14 @@ def test_unknown_field_in_a_recipe_is_refused():
 
     with pytest.raises(InputError, match="unknown field"):
         E5StudentConfig.from_dict({"kind": "e5-student", "teachr": "x"}, "r.json")
+
+
+def test_every_committed_e5_recipe_is_a_valid_config():
+    from distill.recipe.run import RECIPES, load_recipe_json
+
+    names = sorted(p.stem for p in RECIPES.glob("e5-*.json"))
+    assert {"e5-student", "e5-student-random", "e5-objective-embedding", "e5-objective-minilm",
+            "e5-objective-both"} <= set(names)
+    for name in names:
+        cfg = E5StudentConfig.from_dict(load_recipe_json(name), name)
+        assert cfg.name == name and cfg.output_dir == f"runs/{name}"

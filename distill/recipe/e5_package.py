@@ -111,19 +111,28 @@ def package_student(run_dir: Path, model_dir: Path, target: Path, cfg, log: Call
 def render_card(card: dict[str, Any]) -> str:
     r, train = card["recipe"], card.get("train") or {}
     lines = ["| task | metric | score |", "|---|---|---|"]
-    for task, res in (card.get("scores") or {}).items():
-        for metric in ("spearman", "mrr@10", "ndcg@10", "recall@1"):
-            if isinstance(res, dict) and isinstance(res.get(metric), int | float):
-                lines.append(f"| {task} | {metric} | {res[metric]:.4f} |")
+    shipped = card.get("shipped_from", "train/model").split("/")[0]
+    labels = {"initial": "before training", "trained": "distilled", "sts": "after the KorSTS stage"}
+    for which, tasks in (card.get("scores") or {}).items():
+        if which not in labels or not isinstance(tasks, dict):
+            continue
+        shipped_here = (which == "sts") == (shipped == "sts") and which != "initial"
+        label = labels[which] + (" (shipped)" if shipped_here else "" if which == "initial" else " (not shipped)")
+        for task, res in tasks.items():
+            for metric in ("spearman", "mrr@10", "ndcg@10", "recall@1"):
+                if isinstance(res, dict) and isinstance(res.get(metric), int | float):
+                    lines.append(f"| {task}, {label} | {metric} | {res[metric]:.4f} |")
     for task, res in card["scores_as_shipped"].items():
         lines.append(f"| {task} (fp16 weights as shipped) | spearman | {res['spearman']:.2f} |")
     if "search" in card:
-        lines.append(f"| hybrid search dense weight (tuned) | - | {card['search'].get('dense_weight')} |")
+        s = card["search"]
+        lines.append(f"| hybrid search dense weight (tuned on KorQuAD dev's tuning half, {s.get('fusion')} fusion) | "
+                     f"W | {s.get('dense_weight')} |")
     sources = ", ".join(f"{s['name']} ({s['license']})" for s in card["diet_sources"])
     extra = ""
     if r.get("minilm_weight"):
         extra += f"; plus KoMiniLM's attention and value-relation KL (weight {r['minilm_weight']})"
-    if (card.get("sts") or {}).get("stages"):
+    if card.get("shipped_from", "").startswith("sts/"):
         extra += (f"; then {r['sts_epochs']:g} epoch(s) of CoSENT on KorSTS train with the query prompt "
                   "(koembed's training)")
     return CARD.format(extra=extra, name=card["name"], vocab=card["vocab_size"], params=train.get("parameters", 0),

@@ -109,6 +109,11 @@ class E5StudentRecipe:
                 results[stage] = json.loads(marker.read_text(encoding="utf-8"))
                 self.log(f"[{stage}] done before, skipped")
                 continue
+            why_not = self._not_configured(stage)
+            if why_not:  # no marker: a later run that configures the stage runs it
+                results[stage] = {"skipped": why_not}
+                self.log(f"[{stage}] not configured ({why_not}), skipped")
+                continue
             t0 = time.time()
             self.log(f"[{stage}] starting")
             (self.out / stage).mkdir(parents=True, exist_ok=True)
@@ -118,6 +123,14 @@ class E5StudentRecipe:
             results[stage] = result
             self.log(f"[{stage}] finished in {result['seconds']} s")
         return results
+
+    def _not_configured(self, stage: str) -> str | None:
+        """Why an optional stage does not run under this configuration (None: it runs)."""
+        if stage == "sts" and self.cfg.sts_epochs <= 0:
+            return "sts_epochs is 0"
+        if stage == "package" and not self.cfg.package_dir:
+            return "no package_dir in the recipe"
+        return None
 
     # -- stages ---------------------------------------------------------------------------------------------
     def _reuse(self, stage: str) -> dict[str, Any] | None:
@@ -220,8 +233,6 @@ class E5StudentRecipe:
         koembed's own training (:func:`koembed.training.run.train`); docs/recipe.md says whether it is kept, measured
         on KorSTS and on retrieval (a stage that buys STS with retrieval is not).
         """
-        if self.cfg.sts_epochs <= 0:
-            return {"skipped": "sts_epochs is 0"}
         from koembed.training.run import StageConfig, TrainConfig, train
 
         tc = TrainConfig(base_model=str(self.out / "train" / "model"), output_dir=str(self.out / "sts" / "model"),
@@ -261,8 +272,6 @@ class E5StudentRecipe:
         return results
 
     def stage_package(self) -> dict[str, Any]:
-        if not self.cfg.package_dir:
-            return {"skipped": "no package_dir in the recipe"}
         from distill.recipe.e5_package import package_student
 
         return package_student(self.out, self.final_model(), Path(self.cfg.package_dir), self.cfg, self.log)
