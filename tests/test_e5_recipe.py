@@ -108,3 +108,23 @@ def test_every_committed_e5_recipe_is_a_valid_config():
     for name in names:
         cfg = E5StudentConfig.from_dict(load_recipe_json(name), name)
         assert cfg.name == name and cfg.output_dir == f"runs/{name}"
+
+
+def test_the_card_lists_each_evaluated_model_marked_shipped_or_not():
+    from distill.recipe.e5_package import render_card
+
+    card = {"name": "m", "vocab_size": 100, "shipped_from": "train/model",
+            "recipe": {"name": "e5-student", "teacher_layers": [1, 3], "batch_size": 32, "sts_epochs": 1.0,
+                       "minilm_weight": 0.0},
+            "train": {"parameters": 10, "steps": 5, "rows": 7},
+            "scores": {"initial": {"korsts": {"spearman": 60.0}}, "trained": {"korsts": {"spearman": 74.5}},
+                       "sts": {"korsts": {"spearman": 78.9}, "korquad-retrieval": {"mrr@10": 0.68}}, "seconds": 3},
+            "scores_as_shipped": {"korsts": {"spearman": 74.5}}, "diet_sources": [],
+            "search": {"dense_weight": 0.1, "fusion": "coverage"}}
+    text = render_card(card)
+    assert "| korsts, distilled (shipped) | spearman | 74.5000 |" in text
+    assert "| korsts, after the KorSTS stage (not shipped) | spearman | 78.9000 |" in text
+    assert "| korsts, before training | spearman | 60.0000 |" in text
+    assert "CoSENT" not in text  # the KorSTS stage ran but its model is not the one shipped
+    assert "coverage fusion) | W | 0.1 |" in text
+    assert "CoSENT" in render_card(card | {"shipped_from": "sts/model"})
