@@ -303,7 +303,6 @@ def test_eval_cli_lexical_mode_on_korquad(data_dir, capsys):
 @pytest.mark.slow
 def test_hybrid_with_the_embedded_model_is_not_worse_than_lexical_on_korquad(tmp_path, data_dir):
     from koembed.encoder import KoMiniLMEncoder
-    from koembed.evaluate import RetrievalData
     from koembed.index.modes import dense_weight_for
     from koembed.model_card import MODEL_CARD
     from koembed.model_source import default_model
@@ -311,12 +310,10 @@ def test_hybrid_with_the_embedded_model_is_not_worse_than_lexical_on_korquad(tmp
 
     if not Path(default_model()).is_dir():
         pytest.skip("no embedded default model in this install")
-    report = korquad_halves(data_dir)["report"]
-    # The report half's first 700 questions, against their paragraphs (a quarter of the corpus: CI time).
-    qids = list(report.queries)[:700]
-    keep = {d for q in qids for d in report.qrels[q]}
-    data = RetrievalData({d: t for d, t in report.corpus.items() if d in keep}, {q: report.queries[q] for q in qids},
-                         {q: report.qrels[q] for q in qids})
+    # The whole report half (2,909 questions against all 960 paragraphs): the weight was tuned on the other half.
+    # A slice of it is too small a test: on its first 700 questions against only their 122 paragraphs, lexical
+    # search alone is 0.9514 and every tuned fusion of the current model 0.950 +- 0.002, a question or two apart.
+    data = korquad_halves(data_dir)["report"]
     encoder = KoMiniLMEncoder(default_model())
     recorded = json.loads((Path(default_model()) / MODEL_CARD).read_text(encoding="utf-8"))["search"]
     assert dense_weight_for(encoder) == recorded["dense_weight"]  # the default weight is the model's own
