@@ -142,16 +142,15 @@ def train_student(cfg, diet: list[dict], teacher_vecs: np.ndarray, out: Path,
     folder = out / "model"
     _save_sentence_model(model, teacher_dir, folder)
     window = max(1, min(50, total // 10))  # the first and last tenth of the run, at most 50 steps each
-    first = float(np.mean([x["embedding"] for x in losses[:window]]))
-    last = float(np.mean([x["embedding"] for x in losses[-window:]]))
+    first = {k: round(float(np.mean([x[k] for x in losses[:window]])), 5) for k in losses[-1]}
+    last = {k: round(float(np.mean([x[k] for x in losses[-window:]])), 5) for k in losses[-1]}
     return {"steps": total, "rows": len(diet), "copied_tensors": len(copied), "init": cfg.init,
-            "teacher_layers": cfg.teacher_layers, "embedding_loss_first": round(first, 5),
-            "embedding_loss_last": round(last, 5), "loss_window_steps": window, "model": str(folder),
+            "teacher_layers": cfg.teacher_layers, "embedding_loss_first": first["embedding"],
+            "embedding_loss_last": last["embedding"], "loss_window_steps": window, "model": str(folder),
             "parameters": sum(p.numel() for p in model.parameters()),
             "objective": {"embedding_weight": cfg.embedding_weight, "minilm_weight": cfg.minilm_weight,
                           "minilm_pairs": [list(p) for p in minilm.layer_map] if minilm else None},
-            "first_parts": {k: round(float(np.mean([x[k] for x in losses[:window]])), 5) for k in losses[-1]},
-            "last_parts": {k: round(float(np.mean([x[k] for x in losses[-window:]])), 5) for k in losses[-1]},
+            "first_parts": first, "last_parts": last,
             "texts_per_s": round(seen / max(time.time() - t0, 1e-9), 1)}
 
 

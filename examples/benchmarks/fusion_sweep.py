@@ -26,6 +26,7 @@ from tune_dense_weight import GRID, CachedEncoder
 
 from koembed.atomic import atomic_write_text
 from koembed.evaluate import RetrievalData
+from koembed.index import search
 from koembed.korean_data import read_korsts
 from koembed.lexical import fusion
 from koembed.model_source import default_model
@@ -83,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
                 best = max(GRID, key=lambda w: (tune[w], -w))
                 firsts = []
                 for q in DEMO_QUERIES:
-                    from koembed.index import search
-
                     hit = search(dm, [q], k=1, mode="hybrid", encoder=cached, dense_weight=best, fusion=method)
                     firsts.append(hit[0][0].text)
                 results[name] = {"dense_weight": best, "korquad_tune": round(tune[best], 4),
